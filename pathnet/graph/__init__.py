@@ -1,0 +1,14 @@
+"""Networks as layered DAGs: the core type and the converter from torch."""
+
+from pathnet.graph.convert import SUPPORTED, UnsupportedModelError, to_dag
+from pathnet.graph.dag import EdgeBlock, LayeredDAG, UnitGroup, format_table
+
+__all__ = [
+    "SUPPORTED",
+    "EdgeBlock",
+    "LayeredDAG",
+    "UnitGroup",
+    "UnsupportedModelError",
+    "format_table",
+    "to_dag",
+]

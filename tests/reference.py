@@ -1,0 +1,111 @@
+"""Slow, obviously-correct references that the fast code is compared with.
+
+Nothing here uses pathnet's own path algorithms: paths are enumerated one by one
+on networkx graphs built directly from the torch parameters, or counted with
+dense matrix products.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import networkx as nx
+import numpy as np
+import torch
+from torch import nn
+
+
+def dense_layer_matrices(model: nn.Module) -> list[np.ndarray]:
+    """For a plain feed-forward stack (Linear / Conv2d with a single flatten), the
+    per-layer (out x in x elements) weight arrays, straight from the parameters."""
+    mats = []
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            w = m.weight.detach().double().numpy()
+            mats.append(w.reshape(w.shape[0], w.shape[1], -1))
+    return mats
+
+
+def enumerate_paths(graph: nx.MultiDiGraph, sources, targets) -> list[list[tuple]]:
+    """Every edge path (with parallel edges distinct) from any source to any target."""
+    paths = []
+    for s in sources:
+        for t in targets:
+            paths.extend(nx.all_simple_edge_paths(graph, s, t))
+    return paths
+
+
+def brute_force_path_count(graph: nx.MultiDiGraph) -> int:
+    """Count input->output paths one by one; each unmasked element is its own edge."""
+    last = max(d["layer"] for _, d in graph.nodes(data=True))
+    sources = [n for n, d in graph.nodes(data=True) if d["layer"] == 0]
+    targets = [n for n, d in graph.nodes(data=True) if d["layer"] == last]
+    count = 0
+    for path in enumerate_paths(graph, sources, targets):
+        c = 1
+        for u, v, k in path:
+            c *= graph.edges[u, v, k]["multiplicity"]
+        count += c
+    return count
+
+
+def dense_path_count(model: nn.Module, masks: dict[str, np.ndarray] | None = None) -> int:
+    """Exact path count of a plain feed-forward stack by integer matrix products.
+
+    Input units are features for an MLP, channels for a conv stack. Each unmasked
+    kernel element is a distinct edge.
+    """
+    vec = None
+    for name, m in model.named_modules():
+        if not isinstance(m, (nn.Linear, nn.Conv2d)):
+            continue
+        keep = np.ones(tuple(m.weight.shape), dtype=bool)
+        if masks is not None:
+            keep = np.asarray(masks[f"{name}.weight"], dtype=bool)
+        mult = keep.reshape(keep.shape[0], -1)
+        if vec is not None and mult.shape[1] != len(vec):  # conv -> linear through a flatten
+            per = mult.shape[1] // len(vec)
+            mult = keep.reshape(keep.shape[0], len(vec), per)
+        else:
+            mult = keep.reshape(keep.shape[0], keep.shape[1], -1)
+        counts = mult.sum(axis=2).astype(object)  # python ints: exact
+        if vec is None:
+            vec = [1] * counts.shape[1]
+        vec = [
+            sum(int(counts[j, i]) * vec[i] for i in range(counts.shape[1]))
+            for j in range(counts.shape[0])
+        ]
+    return int(sum(vec))
+
+
+def all_paths_products(weights: list[np.ndarray]) -> list[float]:
+    """Path products of a dense chain of (out x in) matrices, one path at a time."""
+    sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
+    out = []
+    for units in itertools.product(*[range(s) for s in sizes]):
+        p = 1.0
+        for layer, w in enumerate(weights):
+            p *= float(w[units[layer + 1], units[layer]])
+        out.append(p)
+    return out
+
+
+def log10_int(n: int) -> float:
+    return math.log10(n) if n > 0 else float("-inf")
+
+
+def autograd_synflow_scores(
+    model: nn.Module, input_shape, squared: bool = False
+) -> dict[str, torch.Tensor]:
+    """SynFlow scores |theta * dR/dtheta| by autograd on a float64 copy with |theta|."""
+    import copy
+
+    net = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(p.abs() if not squared else p * p)
+    x = torch.ones((1, *input_shape), dtype=torch.float64)
+    r = net(x).sum()
+    r.backward()
+    return {n: (p.grad * p).abs() for n, p in net.named_parameters() if p.dim() > 1}

@@ -1,0 +1,176 @@
+"""Masks: round trips, safe files, and pruned weights that stay zero."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import pathnet
+from pathnet import Mask, MaskFileError, models
+
+
+def random_mask(model: nn.Module, density: float, seed: int = 0) -> Mask:
+    g = torch.Generator().manual_seed(seed)
+    return Mask(
+        {
+            n: torch.rand(p.shape, generator=g) < density
+            for n, p in pathnet.prunable_parameters(model).items()
+        }
+    )
+
+
+def test_dag_selection_to_mask_and_back():
+    model = models.resnet20(seed=0)
+    dag = pathnet.to_dag(model)
+    rng = np.random.default_rng(0)
+    selected = {
+        b: rng.choice(blk.n_params, size=max(1, blk.n_params // 10), replace=False)
+        for b, blk in enumerate(dag.blocks)
+        if blk.prunable
+    }
+    mask = dag.mask_from_elements(selected)
+    back = dag.elements_from_mask(mask)
+    for b, idx in selected.items():
+        np.testing.assert_array_equal(back[b], np.sort(idx))
+    # element (j, i, e) is parameter element (j*n_in+i)*n_elem+e: check one by hand
+    blk = dag.block_of("layer1.0.conv1.weight")
+    b = dag.blocks.index(blk)
+    j, i, a, c = 5, 7, 2, 1
+    flat = (j * 16 + i) * 9 + a * 3 + c
+    m2 = dag.mask_from_elements({b: np.array([flat])})
+    assert m2["layer1.0.conv1.weight"][j, i, a, c] and m2.n_kept == 1
+
+
+def test_mask_from_edges_keeps_whole_kernels():
+    dag = pathnet.to_dag(models.lenet5())
+    b = dag.params.index("features.3.weight")
+    m = dag.mask_from_edges({b: (np.array([2]), np.array([4]))})
+    assert m.n_kept == 25 and bool(m["features.3.weight"][2, 4].all())
+
+
+def test_masked_dag_drops_edges():
+    model = models.mlp([3, 2], seed=0)
+    keep = torch.tensor([[True, False, False], [False, False, False]])
+    dag = pathnet.to_dag(model).with_mask({"1.weight": keep})
+    assert dag.n_present == 1 and dag.n_edges == 1
+    assert dag.to_networkx().number_of_edges() == 1
+
+
+def test_to_dag_reads_applied_mask():
+    model = models.mlp([6, 5, 4], seed=0)
+    mask = random_mask(model, 0.5)
+    pathnet.apply_mask(model, mask)
+    assert pathnet.to_dag(model).to_mask() == mask
+
+
+def test_save_load_round_trip(tmp_path):
+    model = models.vgg11()
+    mask = random_mask(model, 0.05)
+    mask.meta["method"] = "test"
+    path = mask.save(tmp_path / "m.npz")
+    loaded = Mask.load(path, model=model)
+    assert loaded == mask and loaded.meta["method"] == "test"
+    assert loaded.density == pytest.approx(mask.density)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temp file left
+
+
+@pytest.mark.parametrize("problem", ["missing", "extra", "shape"])
+def test_mask_that_does_not_fit_is_refused_by_name(tmp_path, problem):
+    model = models.mlp([4, 3, 2])
+    d = dict(random_mask(model, 0.5))
+    if problem == "missing":
+        del d["3.weight"]
+        needle = "missing ['3.weight']"
+    elif problem == "extra":
+        d["fc9.weight"] = torch.ones(2, 2, dtype=torch.bool)
+        needle = "fc9.weight"
+    else:
+        d["1.weight"] = torch.ones(4, 3, dtype=torch.bool)
+        needle = "'1.weight' has shape (4, 3)"
+    Mask(d).save(tmp_path / "m.npz")
+    with pytest.raises(ValueError) as err:
+        Mask.load(tmp_path / "m.npz", model=model)
+    assert needle in str(err.value)
+    with pytest.raises(ValueError):
+        pathnet.apply_mask(model, Mask(d))
+
+
+def test_truncated_and_foreign_files_are_refused(tmp_path):
+    model = models.mlp([4, 3, 2])
+    path = random_mask(model, 0.5).save(tmp_path / "m.npz")
+    data = path.read_bytes()
+    (tmp_path / "t.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(MaskFileError, match="cannot read"):
+        Mask.load(tmp_path / "t.npz")
+    np.savez(tmp_path / "other.npz", header=np.frombuffer(b'{"format": "x"}', dtype=np.uint8))
+    with pytest.raises(MaskFileError, match="not a pathnet mask"):
+        Mask.load(tmp_path / "other.npz")
+
+
+def test_crafted_pickle_is_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    np.savez(tmp_path / "evil.npz", header=np.array([Evil()], dtype=object))
+    with open(tmp_path / "evil.pkl", "wb") as fh:
+        pickle.dump(Evil(), fh)
+    for name in ("evil.npz", "evil.pkl"):
+        with pytest.raises(MaskFileError):
+            Mask.load(tmp_path / name)
+    assert not marker.exists()
+
+
+def test_non_boolean_masks_are_refused():
+    with pytest.raises(ValueError, match="dtype bool"):
+        Mask({"w": torch.ones(2, 2)})
+
+
+@pytest.mark.parametrize("mode", ["parametrize", "prune", "hard"])
+@pytest.mark.parametrize("arch", ["mlp", "resnet"])
+def test_pruned_weights_stay_zero_through_sgd(mode, arch):
+    torch.manual_seed(0)
+    if arch == "mlp":
+        model, shape = models.mlp([8, 6, 4], seed=0), (8,)
+    else:
+        model, shape = models.resnet20(seed=0), (3, 8, 8)
+    mask = random_mask(model, 0.3)
+    pathnet.apply_mask(model, mask, mode=mode)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, nesterov=True
+    )
+    x = torch.randn(4, *shape)
+    y = torch.randint(0, 4 if arch == "mlp" else 10, (4,))
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    params = pathnet.prunable_parameters(model)
+    moved = 0
+    for name, keep in mask.items():
+        w = params[name].detach()
+        assert torch.all(w[~keep] == 0), name
+        moved += int((w[keep] != 0).sum())
+    assert moved > 0  # the kept weights do train
+    # the stored parameters themselves are zero too (momentum/decay cannot revive them)
+    for n, p in model.named_parameters():
+        if p.dim() > 1:
+            key = n.replace(".parametrizations.weight.original", ".weight").replace("_orig", "")
+            assert torch.all(p.detach()[~mask[key]] == 0), n
+
+
+def test_remove_mask_bakes_zeros():
+    model = models.mlp([5, 4, 3], seed=0)
+    mask = random_mask(model, 0.5)
+    pathnet.apply_mask(model, mask)
+    pathnet.remove_mask(model)
+    names = [n for n, _ in model.named_parameters()]
+    assert "1.weight" in names
+    assert pathnet.to_dag(model).n_params == 32
+    assert torch.all(model[1].weight[~mask["1.weight"]] == 0)
