@@ -1,10 +1,18 @@
-"""The ``pathnet`` command line: ``pathnet info MODEL`` and friends."""
+"""The ``pathnet`` command line.
+
+Subcommands: ``info``, ``prune``, ``analyze``, ``train``, ``imp``, ``reproduce``,
+``figures``. User mistakes print one line ``pathnet CMD: error: ...`` and exit 2,
+without a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -13,16 +21,65 @@ class UserError(Exception):
     """A mistake in the command line: printed as one line, exit status 2."""
 
 
-def _model(name: str, num_classes: int | None):  # noqa: ANN202
+# ------------------------------------------------------------------ helpers
+def _model(name: str, num_classes: int | None = None, seed: int | None = None) -> Any:
     from pathnet import models
 
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    kwargs: dict[str, Any] = {}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if seed is not None:
+        kwargs["seed"] = seed
     try:
         return models.build(name, **kwargs)
     except (ValueError, TypeError) as exc:
         raise UserError(str(exc)) from None
 
 
+def _density(args: argparse.Namespace) -> float:
+    from pathnet.select import resolve_density
+
+    try:
+        return resolve_density(args.density, args.compression)
+    except ValueError as exc:
+        raise UserError(str(exc).replace("pathnet.select: ", "")) from None
+
+
+def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``--option key=value`` pairs; values parsed as JSON where they parse."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"--option takes key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"--device: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return dev
+
+
+def _load_mask(path: str, model: Any) -> Any:
+    from pathnet import Mask
+
+    return Mask.load(path, model=model)
+
+
+# ----------------------------------------------------------------- commands
 def cmd_info(args: argparse.Namespace) -> int:
     import pathnet
 
@@ -33,8 +90,227 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    import pathnet
+
+    density = _density(args)
+    model = _model(args.model, args.num_classes, seed=args.seed)
+    options = _parse_options(args.option)
+    if args.data:
+        options["data"] = _data_batch(args.data, args.model, args.seed)
+    mask = pathnet.select(args.method, model, density, seed=args.seed, **options)
+    mask.meta["model_seed"] = args.seed
+    path = mask.save(args.out)
+    print(mask.table())
+    print(
+        f"{args.method}: kept {mask.n_kept:,} of {mask.n_total:,} weights "
+        f"(density {mask.density:.4%}, compression {mask.compression:.3f}); wrote {path}"
+    )
+    return 0
+
+
+def _data_batch(name: str, model_name: str, seed: int) -> Any:
+    from pathnet.train import data as data_mod
+
+    ds = data_mod.load_dataset(name, "train")
+    sub = data_mod.subset_per_class(ds, 10, seed=seed)
+    return (sub.images, sub.labels)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from pathnet import analysis
+
+    model = _model(args.model, args.num_classes, seed=args.seed)
+    mask = _load_mask(args.mask, model) if args.mask else None
+    table = analysis.summary(model, mask)
+    if args.format == "table":
+        print(table)
+    elif args.format == "csv":
+        if args.out:
+            table.to_csv(args.out)
+            print(f"wrote {args.out}")
+        else:
+            sys.stdout.write(table.to_csv())
+    else:
+        text = table.to_json()
+        if args.out:
+            from pathnet.mask import atomic_write_bytes
+
+            atomic_write_bytes(args.out, text.encode())
+            print(f"wrote {args.out}")
+        else:
+            print(text)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pathnet.train import data as data_mod
+    from pathnet.train import fit
+
+    model = _model(args.model, args.num_classes, seed=args.seed)
+    mask = _load_mask(args.mask, model) if args.mask else None
+    train = data_mod.load_dataset(
+        args.dataset, "train", root=args.data_root, download=args.download
+    )
+    test = data_mod.load_dataset(args.dataset, "test", root=args.data_root, download=args.download)
+    if tuple(train.input_shape) != tuple(model.input_shape):
+        raise UserError(
+            f"model {args.model} takes inputs {tuple(model.input_shape)} but {args.dataset} "
+            f"has {tuple(train.input_shape)}"
+        )
+    result = fit(
+        model,
+        mask,
+        train,
+        test,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=_device(args.device),
+        out_dir=args.out,
+        resume=args.resume,
+        amp=args.amp,
+    )
+    final = result["final"]
+    print(
+        f"test accuracy {final['test_acc']:.4f}, train accuracy {final['train_acc']:.4f} "
+        f"after {final['epoch']} epochs; metrics in {args.out}"
+    )
+    return 0
+
+
+def cmd_imp(args: argparse.Namespace) -> int:
+    from pathnet.train import data as data_mod
+    from pathnet.train import imp
+
+    density = _density(args)
+    model = _model(args.model, args.num_classes, seed=args.seed)
+    train = data_mod.load_dataset(args.dataset, "train", root=args.data_root)
+    test = data_mod.load_dataset(args.dataset, "test", root=args.data_root)
+    masks = imp(
+        model,
+        train,
+        test_data=test,
+        density=density,
+        fraction=args.fraction,
+        rewind=int(args.rewind) if str(args.rewind).isdigit() else args.rewind,
+        scope=args.scope,
+        epochs_per_round=args.epochs,
+        seed=args.seed,
+        device=_device(args.device),
+        out_dir=args.out,
+    )
+    for k, m in enumerate(masks):
+        print(f"round {k + 1}: density {m.density:.4%}")
+    final = Path(args.out) / "imp_final_mask.npz"
+    masks[-1].save(final)
+    print(f"wrote {final}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from pathnet.reproduce import DEFAULT_DENSITIES, DEFAULT_METHODS, ReproduceConfig, reproduce
+
+    config = ReproduceConfig(
+        models=tuple(args.models),
+        methods=tuple(args.methods or DEFAULT_METHODS),
+        densities=tuple(args.densities or DEFAULT_DENSITIES),
+        seeds=tuple(range(args.seeds)),
+        synflow_iterations=args.synflow_iterations,
+        workers=args.workers,
+        accuracy=not args.no_accuracy,
+    )
+    reproduce(args.out, config, progress=not args.quiet)
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from pathnet import figures
+    from pathnet.reproduce import WIDTH_DENSITIES, read_csv
+
+    folder = Path(args.dir)
+    results_csv = folder / "reproduce_results.csv"
+    if not results_csv.is_file():
+        raise UserError(f"no {results_csv}; run `pathnet reproduce --out {folder}` first")
+    rows = read_csv(results_csv)
+    written = [
+        figures.metric_vs_density(
+            rows,
+            "log10_trace",
+            folder / "trace_vs_density.png",
+            ylabel="path-kernel trace Tr(Π) (log scale)",
+            title="path-kernel trace",
+            metric_is_log10=True,
+        ),
+        figures.metric_vs_density(
+            rows,
+            "effective_params",
+            folder / "effective_params_vs_density.png",
+            ylabel="effective parameters (on a complete path)",
+            title="effective parameters",
+            log_y=True,
+        ),
+        figures.metric_vs_density(
+            rows,
+            "log10_paths",
+            folder / "path_count_vs_density.png",
+            ylabel="input→output paths (log scale)",
+            title="number of paths",
+            metric_is_log10=True,
+        ),
+    ]
+    widths_csv = folder / "reproduce_widths.csv"
+    if widths_csv.is_file():
+        written.append(
+            figures.width_profile(
+                read_csv(widths_csv), folder / "widths.png", densities=WIDTH_DENSITIES
+            )
+        )
+    acc_csv = folder / "reproduce_accuracy.csv"
+    if acc_csv.is_file():
+        written.append(
+            figures.accuracy_vs_density(read_csv(acc_csv), folder / "accuracy_vs_density.png")
+        )
+    for p in written:
+        print(f"wrote {p}")
+    return 0
+
+
+# ------------------------------------------------------------------- parser
+def _add_model(p: argparse.ArgumentParser) -> None:
+    from pathnet import models
+
+    p.add_argument("model", help=f"zoo model name, one of: {', '.join(sorted(models.MODELS))}")
+    p.add_argument("--num-classes", type=int, default=None, help="output classes (model default)")
+
+
+def _add_density(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--density", type=float, help="fraction of weights to keep, in (0, 1]")
+    g.add_argument(
+        "--compression", type=float, help="alternative to --density: density = 10**-compression"
+    )
+
+
+def _add_seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the model's initialisation and of the method (default 0)",
+    )
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device", default="auto", help="torch device: auto (CUDA if available), cpu, cuda, cuda:1"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from pathnet import __version__, models
+    from pathnet import __version__
+    from pathnet.reproduce import DEFAULT_METHODS
 
     parser = argparse.ArgumentParser(
         prog="pathnet",
@@ -44,9 +320,112 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("info", help="print a model's DAG: groups, sizes, edges, parameters")
-    p.add_argument("model", help=f"zoo model name, one of: {', '.join(sorted(models.MODELS))}")
-    p.add_argument("--num-classes", type=int, default=None, help="output classes (model default)")
+    _add_model(p)
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("prune", help="select a sparse subnetwork; write a mask file")
+    _add_model(p)
+    p.add_argument("--method", default="phew", help="selection method (default phew)")
+    _add_density(p)
+    _add_seed(p)
+    p.add_argument("--out", required=True, help="mask file to write (.npz)")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method option, repeatable, e.g. --option bias=square --option iterations=50",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="dataset for data-dependent methods (snip, grasp): 10 images per class",
+    )
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("analyze", help="path analysis of a model and mask")
+    _add_model(p)
+    p.add_argument("--mask", default=None, help="mask file (.npz); dense if omitted")
+    _add_seed(p)
+    p.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="output format"
+    )
+    p.add_argument("--out", default=None, help="write CSV/JSON here instead of stdout")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("train", help="train a (masked) model on a dataset")
+    _add_model(p)
+    p.add_argument(
+        "--dataset", default="fashion-mnist", help="dataset name (default fashion-mnist)"
+    )
+    p.add_argument("--data-root", default=None, help="folder holding the dataset")
+    p.add_argument("--download", action="store_true", help="download the dataset if missing")
+    p.add_argument("--mask", default=None, help="mask file (.npz); dense if omitted")
+    p.add_argument("--epochs", type=int, default=160, help="epochs (default 160, the paper's)")
+    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
+    p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
+    _add_seed(p)
+    _add_device(p)
+    p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    p.add_argument("--out", default="runs/train", help="folder for metrics and checkpoints")
+    p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in --out")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("imp", help="iterative magnitude pruning with rewinding")
+    _add_model(p)
+    p.add_argument(
+        "--dataset", default="fashion-mnist", help="dataset name (default fashion-mnist)"
+    )
+    p.add_argument("--data-root", default=None, help="folder holding the dataset")
+    _add_density(p)
+    p.add_argument("--fraction", type=float, default=0.2, help="pruned per round (default 0.2)")
+    p.add_argument(
+        "--rewind",
+        default="init",
+        help="'init' or an iteration number to rewind the surviving weights to",
+    )
+    p.add_argument("--scope", choices=("global", "layer"), default="global", help="pruning scope")
+    p.add_argument("--epochs", type=int, default=1, help="training epochs per round")
+    _add_seed(p)
+    _add_device(p)
+    p.add_argument("--out", default="runs/imp", help="folder for the rounds (resumable)")
+    p.set_defaults(func=cmd_imp)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="the paper's data-free width and path-kernel figures (no data needed)",
+    )
+    p.add_argument("--out", default="figures", help="output folder (default figures/)")
+    p.add_argument(
+        "--models", nargs="+", default=["vgg16", "resnet20"], help="models (default vgg16 resnet20)"
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help=f"methods (default {' '.join(DEFAULT_METHODS)})",
+    )
+    p.add_argument(
+        "--densities",
+        nargs="+",
+        type=float,
+        default=None,
+        help="densities (default 0.8**k for k=3..18 plus 0.1, 0.05, 0.02)",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    p.add_argument(
+        "--synflow-iterations", type=int, default=100, help="SynFlow iterations (default 100)"
+    )
+    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument(
+        "--no-accuracy", action="store_true", help="skip the Fashion-MNIST accuracy figure"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("figures", help="redraw the figures from the CSV files of a reproduce run")
+    p.add_argument("dir", nargs="?", default="figures", help="folder of a reproduce run")
+    p.set_defaults(func=cmd_figures)
     return parser
 
 
@@ -56,15 +435,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except UserError as exc:
-        print(f"pathnet {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"pathnet {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"pathnet {args.command}: interrupted", file=sys.stderr)
         return 130
+    except (UserError, ValueError, FileNotFoundError, KeyError) as exc:
+        msg = str(exc).strip("'\"") if isinstance(exc, KeyError) else str(exc)
+        print(f"pathnet {args.command}: error: {msg}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

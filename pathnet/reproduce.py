@@ -1,0 +1,388 @@
+"""``pathnet reproduce``: the PHEW paper's data-free width and path-kernel figures.
+
+For VGG16 and ResNet20 (CIFAR shapes), each selection method, each density of
+the paper's grid ``0.8**k`` (k = 3..18, plus the headline 10%, 5%, 2%) and each
+seed (a seed fixes the Kaiming initialisation and the method's own randomness),
+it computes layer widths, effective parameters, path counts and the
+path-kernel trace, and writes to the output folder:
+
+* ``reproduce_results.csv``: one row per (model, method, density, seed);
+* ``reproduce_widths.csv``: one row per (model, method, density, seed, unit group);
+* ``reproduce_report.md``: a short markdown report;
+* ``widths.png``, ``trace_vs_density.png``, ``effective_params_vs_density.png``,
+  ``path_count_vs_density.png``;
+* where Fashion-MNIST is found, ``accuracy_vs_density.png`` and
+  ``reproduce_accuracy.csv`` for the MLP 784-300-100-10.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_DENSITIES",
+    "DEFAULT_METHODS",
+    "ReproduceConfig",
+    "analyze_masked",
+    "reproduce",
+    "write_csv",
+]
+
+DEFAULT_DENSITIES: tuple[float, ...] = tuple(
+    sorted({round(0.8**k, 10) for k in range(3, 19)} | {0.1, 0.05, 0.02}, reverse=True)
+)
+DEFAULT_METHODS: tuple[str, ...] = (
+    "phew",
+    "random_paths",
+    "synflow_l2",
+    "synflow",
+    "magnitude",
+    "random",
+)
+WIDTH_DENSITIES: tuple[float, float] = (0.05, 0.02)
+
+
+@dataclass(frozen=True)
+class ReproduceConfig:
+    """What to compute; the defaults are the paper's grid."""
+
+    models: tuple[str, ...] = ("vgg16", "resnet20")
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    densities: tuple[float, ...] = DEFAULT_DENSITIES
+    seeds: tuple[int, ...] = (0, 1, 2)
+    synflow_iterations: int = 100
+    workers: int = 2
+    accuracy: bool = True  # the Fashion-MNIST MLP figure, when the data is found
+    accuracy_methods: tuple[str, ...] = ("phew", "synflow_l2", "random")
+    accuracy_densities: tuple[float, ...] = (0.1, 0.05, 0.02)
+    accuracy_epochs: int = 1
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def method_options(self, method: str) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        if method.startswith("synflow"):
+            opts["iterations"] = self.synflow_iterations
+        opts.update(self.options.get(method, {}))
+        return opts
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Rows (dicts with the same keys) to CSV, atomically."""
+    from pathnet.mask import atomic_write_bytes
+
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def analyze_masked(dag: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Scalar metrics and per-group widths of an already-masked DAG."""
+    from pathnet import analysis
+
+    widths = analysis.layer_widths(dag)
+    scalar = {
+        "kept": dag.n_present,
+        "effective_params": analysis.effective_params(dag),
+        "log10_paths": analysis.path_count(dag),
+        "log10_trace": analysis.path_kernel_trace(dag, log10=True),
+        "log10_l1_sum": analysis.edge_weight_sum(dag, p=1),
+    }
+    hidden = [w for w in widths if w["kind"] in ("hidden", "sum")]
+    narrow = min(hidden, key=lambda w: w["active"] / w["units"]) if hidden else None
+    scalar["min_width_frac"] = narrow["active"] / narrow["units"] if narrow else math.nan
+    scalar["narrowest_group"] = narrow["name"] if narrow else ""
+    scalar["dead_groups"] = sum(1 for w in hidden if w["active"] == 0)
+    return scalar, widths
+
+
+def _task(model_name: str, seed: int, method: str, config: ReproduceConfig) -> dict[str, Any]:
+    """One (model, seed, method): every density. Runs in a worker process."""
+    import pathnet
+
+    t0 = time.perf_counter()
+    model = pathnet.models.build(model_name, seed=seed)
+    dag = pathnet.to_dag(model)
+    results, widths = [], []
+    for density in config.densities:
+        t = time.perf_counter()
+        mask = pathnet.select(
+            method,
+            dag if method not in ("synflow", "synflow_l2") else model,
+            density,
+            seed=seed,
+            **config.method_options(method),
+        )
+        select_s = time.perf_counter() - t
+        scalar, per_group = analyze_masked(dag.with_mask(mask))
+        key = {"model": model_name, "method": method, "density": density, "seed": seed}
+        results.append({**key, **scalar, "select_s": round(select_s, 4)})
+        widths.extend(
+            {
+                **key,
+                "group": w["group"],
+                "name": w["name"],
+                "kind": w["kind"],
+                "units": w["units"],
+                "active": w["active"],
+            }
+            for w in per_group
+        )
+    return {"results": results, "widths": widths, "seconds": time.perf_counter() - t0}
+
+
+def reproduce(
+    out_dir: str | os.PathLike[str] = "figures",
+    config: ReproduceConfig | None = None,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the reproduction and write tables, report and figures to ``out_dir``.
+
+    Returns a dict with the result rows, the width rows and the paths written.
+    """
+    from tqdm.auto import tqdm
+
+    from pathnet import figures
+
+    config = config or ReproduceConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    tasks = [(m, s, meth) for m in config.models for s in config.seeds for meth in config.methods]
+    # biggest first, so the pool ends together
+    tasks.sort(key=lambda t: (t[0] != "vgg16", t[2] not in ("synflow", "synflow_l2")))
+    results: list[dict[str, Any]] = []
+    widths: list[dict[str, Any]] = []
+    bar = tqdm(total=len(tasks), desc="reproduce", unit="task", disable=not progress)
+    if config.workers > 1:
+        with ProcessPoolExecutor(max_workers=config.workers) as pool:
+            futures = {pool.submit(_task, *t, config): t for t in tasks}
+            for fut in as_completed(futures):
+                part = fut.result()
+                results += part["results"]
+                widths += part["widths"]
+                m, s, meth = futures[fut]
+                bar.set_postfix_str(f"{m}/{meth}/seed{s} {part['seconds']:.1f}s")
+                bar.update()
+    else:
+        for t in tasks:
+            part = _task(*t, config)
+            results += part["results"]
+            widths += part["widths"]
+            bar.update()
+    bar.close()
+    order = {m: k for k, m in enumerate(config.methods)}
+    results.sort(key=lambda r: (r["model"], order[r["method"]], -r["density"], r["seed"]))
+    widths.sort(
+        key=lambda r: (r["model"], order[r["method"]], -r["density"], r["seed"], r["group"])
+    )
+
+    written = [
+        write_csv(results, out / "reproduce_results.csv"),
+        write_csv(widths, out / "reproduce_widths.csv"),
+    ]
+    width_d = [d for d in WIDTH_DENSITIES if any(math.isclose(d, x) for x in config.densities)]
+    if width_d:
+        written.append(figures.width_profile(widths, out / "widths.png", densities=width_d))
+    written.append(
+        figures.metric_vs_density(
+            results,
+            "log10_trace",
+            out / "trace_vs_density.png",
+            ylabel="path-kernel trace Tr(Π) (log scale)",
+            title="path-kernel trace",
+            metric_is_log10=True,
+        )
+    )
+    written.append(
+        figures.metric_vs_density(
+            results,
+            "effective_params",
+            out / "effective_params_vs_density.png",
+            ylabel="effective parameters (on a complete path)",
+            title="effective parameters",
+            log_y=True,
+        )
+    )
+    written.append(
+        figures.metric_vs_density(
+            results,
+            "log10_paths",
+            out / "path_count_vs_density.png",
+            ylabel="input→output paths (log scale)",
+            title="number of paths",
+            metric_is_log10=True,
+        )
+    )
+    accuracy_rows: list[dict[str, Any]] = []
+    accuracy_note = ""
+    if config.accuracy:
+        accuracy_rows, accuracy_note = _accuracy(config, progress=progress)
+        if accuracy_rows:
+            written.append(write_csv(accuracy_rows, out / "reproduce_accuracy.csv"))
+            written.append(
+                figures.accuracy_vs_density(
+                    [{**r, "model": "mlp-fashion-mnist"} for r in accuracy_rows],
+                    out / "accuracy_vs_density.png",
+                    title=f"Fashion-MNIST, {config.accuracy_epochs} epoch(s)",
+                )
+            )
+        else:
+            log(accuracy_note)
+    elapsed = time.perf_counter() - t0
+    report = _report(results, accuracy_rows, accuracy_note, config, elapsed)
+    from pathnet.mask import atomic_write_bytes
+
+    written.append(atomic_write_bytes(out / "reproduce_report.md", report.encode()))
+    log(f"pathnet reproduce: {len(results)} masks analysed in {elapsed:.0f} s; wrote:")
+    for p in written:
+        log(f"  {p}")
+    return {"results": results, "widths": widths, "accuracy": accuracy_rows, "paths": written}
+
+
+def _accuracy(config: ReproduceConfig, *, progress: bool) -> tuple[list[dict[str, Any]], str]:
+    """Train the Fashion-MNIST MLP under each method's mask, if the data is found."""
+    try:
+        from pathnet.train import data as data_mod
+        from pathnet.train import fit
+    except ImportError as exc:  # pragma: no cover - training stack missing
+        return [], f"accuracy figure skipped: training stack unavailable ({exc})"
+    try:
+        train = data_mod.load_dataset("fashion-mnist", "train")
+        test = data_mod.load_dataset("fashion-mnist", "test")
+    except data_mod.DatasetError as exc:
+        first = str(exc).splitlines()[0]
+        return [], (
+            "accuracy figure skipped: Fashion-MNIST not found "
+            f"({first}); install it with `apt-get install dataset-fashion-mnist` "
+            "or set PATHNET_DATA"
+        )
+    import pathnet
+
+    rows = []
+    from tqdm.auto import tqdm
+
+    grid = [
+        (m, d, s)
+        for m in config.accuracy_methods
+        for d in config.accuracy_densities
+        for s in config.seeds
+    ]
+    for method, density, seed in tqdm(grid, desc="fashion-mnist", disable=not progress):
+        model = pathnet.models.mlp(seed=seed)
+        mask = pathnet.select(method, model, density, seed=seed, **config.method_options(method))
+        result = fit(
+            model, mask, train, test, epochs=config.accuracy_epochs, seed=seed, progress=False
+        )
+        rows.append(
+            {
+                "model": "mlp",
+                "method": method,
+                "density": density,
+                "seed": seed,
+                "test_acc": result["final"]["test_acc"],
+            }
+        )
+    return rows, ""
+
+
+def _report(
+    results: list[dict[str, Any]],
+    accuracy: list[dict[str, Any]],
+    accuracy_note: str,
+    config: ReproduceConfig,
+    elapsed: float,
+) -> str:
+    from pathnet.graph import format_table
+
+    lines = [
+        "# pathnet reproduce",
+        "",
+        f"Models {', '.join(config.models)}; methods {', '.join(config.methods)}; "
+        f"{len(config.densities)} densities from {100 * max(config.densities):.3g}% to "
+        f"{100 * min(config.densities):.3g}%; seeds {list(config.seeds)}; "
+        f"SynFlow iterations {config.synflow_iterations}. Computed in {elapsed:.0f} s.",
+        "",
+        "Widths count units on at least one complete input->output path; the trace is",
+        "Tr(Π) = Σ_k dR₂/d(θ_k²) with R₂ the sum over paths of squared path products.",
+        "",
+    ]
+    for d in sorted({0.1, *WIDTH_DENSITIES}, reverse=True):
+        rows = [r for r in results if math.isclose(r["density"], d)]
+        if not rows:
+            continue
+        table = []
+        for model in config.models:
+            for method in config.methods:
+                sel = [r for r in rows if r["model"] == model and r["method"] == method]
+                if not sel:
+                    continue
+                table.append(
+                    {
+                        "model": model,
+                        "method": method,
+                        "log10 trace": float(np.mean([r["log10_trace"] for r in sel])),
+                        "log10 paths": float(np.mean([r["log10_paths"] for r in sel])),
+                        "effective %": 100
+                        * float(np.mean([r["effective_params"] / r["kept"] for r in sel])),
+                        "min width %": 100 * float(np.mean([r["min_width_frac"] for r in sel])),
+                        "narrowest": sel[0]["narrowest_group"],
+                        "dead layers": float(np.mean([r["dead_groups"] for r in sel])),
+                    }
+                )
+        cols = list(table[0]) if table else []
+        lines += [
+            f"## Density {100 * d:g}% (mean over seeds)",
+            "",
+            "```",
+            format_table(table, cols),
+            "```",
+            "",
+        ]
+    if accuracy:
+        lines += ["## Fashion-MNIST MLP 784-300-100-10: test accuracy (%)", "", "```"]
+        acc_table = []
+        for method in config.accuracy_methods:
+            for d in config.accuracy_densities:
+                sel = [
+                    r["test_acc"] for r in accuracy if r["method"] == method and r["density"] == d
+                ]
+                if sel:
+                    acc_table.append(
+                        {
+                            "method": method,
+                            "density %": 100 * d,
+                            "mean": 100 * float(np.mean(sel)),
+                            "min": 100 * float(np.min(sel)),
+                            "max": 100 * float(np.max(sel)),
+                        }
+                    )
+        lines += [format_table(acc_table, ["method", "density %", "mean", "min", "max"]), "```", ""]
+    elif accuracy_note:
+        lines += [f"_{accuracy_note}_", ""]
+    lines += [
+        "Figures: widths.png, trace_vs_density.png, effective_params_vs_density.png, "
+        "path_count_vs_density.png" + (", accuracy_vs_density.png" if accuracy else "") + ".",
+        "",
+    ]
+    return "\n".join(lines)
