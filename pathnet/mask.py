@@ -294,6 +294,8 @@ class Mask(Mapping[str, torch.Tensor]):
 class _MaskParametrization(nn.Module):
     """``weight = original * mask`` (see ``torch.nn.utils.parametrize``)."""
 
+    mask: torch.Tensor
+
     def __init__(self, mask: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("mask", mask)

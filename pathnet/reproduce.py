@@ -99,19 +99,23 @@ def analyze_masked(dag: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from pathnet import analysis
 
     widths = analysis.layer_widths(dag)
+    narrow = analysis.bottleneck(dag)
+    hidden = [w for w in widths if w.kind in ("hidden", "sum")]
     scalar = {
         "kept": dag.n_present,
         "effective_params": analysis.effective_params(dag),
         "log10_paths": analysis.path_count(dag),
         "log10_trace": analysis.path_kernel_trace(dag, log10=True),
         "log10_l1_sum": analysis.edge_weight_sum(dag, p=1),
+        "min_width_frac": narrow.width if narrow else math.nan,
+        "narrowest_group": narrow.name if narrow else "",
+        "dead_groups": sum(1 for w in hidden if w.active == 0),
     }
-    hidden = [w for w in widths if w["kind"] in ("hidden", "sum")]
-    narrow = min(hidden, key=lambda w: w["active"] / w["units"]) if hidden else None
-    scalar["min_width_frac"] = narrow["active"] / narrow["units"] if narrow else math.nan
-    scalar["narrowest_group"] = narrow["name"] if narrow else ""
-    scalar["dead_groups"] = sum(1 for w in hidden if w["active"] == 0)
-    return scalar, widths
+    rows = [
+        {"group": w.group, "name": w.name, "kind": w.kind, "units": w.units, "active": w.active}
+        for w in widths
+    ]
+    return scalar, rows
 
 
 def _task(model_name: str, seed: int, method: str, config: ReproduceConfig) -> dict[str, Any]:
@@ -135,17 +139,7 @@ def _task(model_name: str, seed: int, method: str, config: ReproduceConfig) -> d
         scalar, per_group = analyze_masked(dag.with_mask(mask))
         key = {"model": model_name, "method": method, "density": density, "seed": seed}
         results.append({**key, **scalar, "select_s": round(select_s, 4)})
-        widths.extend(
-            {
-                **key,
-                "group": w["group"],
-                "name": w["name"],
-                "kind": w["kind"],
-                "units": w["units"],
-                "active": w["active"],
-            }
-            for w in per_group
-        )
+        widths.extend({**key, **w} for w in per_group)
     return {"results": results, "widths": widths, "seconds": time.perf_counter() - t0}
 
 

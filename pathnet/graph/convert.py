@@ -204,6 +204,7 @@ class _Builder:
             )
         self.used_params.add(param)
         weight = module.weight
+        assert isinstance(weight, torch.Tensor)
         if isinstance(module, nn.Conv2d):
             if module.groups != 1:
                 raise UnsupportedModelError(
@@ -230,7 +231,7 @@ class _Builder:
             n_in = self.groups[src]["size"]
             k_shape = (x.per_unit,) if x.per_unit > 1 else ()
             kind = "linear"
-        n_out = weight.shape[0]
+        n_out = int(weight.shape[0])
         k = int(np.prod(k_shape, dtype=np.int64))
         if weight.numel() != n_out * n_in * k:
             raise UnsupportedModelError(
