@@ -109,3 +109,91 @@ def autograd_synflow_scores(
     r = net(x).sum()
     r.backward()
     return {n: (p.grad * p).abs() for n, p in net.named_parameters() if p.dim() > 1}
+
+
+# ------------------------------------------------------------ path analysis
+# A network written out by hand as a list of layers, each
+#   (source label, target label, weight array or None, keep array or None, n_units)
+# with weight arrays of shape (out, in, elements) taken straight from the torch
+# parameters (None = an identity shortcut of n_units channels). The references
+# below enumerate its paths one by one, in exact rational arithmetic.
+
+
+def layer_graph(layers) -> nx.MultiDiGraph:
+    """A unit-level networkx graph; each edge keeps its unmasked element weights."""
+    from fractions import Fraction
+
+    graph = nx.MultiDiGraph()
+    for src, dst, w, keep, n in layers:
+        if w is None:
+            for u in range(n):
+                graph.add_edge((src, u), (dst, u), elements=[Fraction(1)], param=False)
+            continue
+        w = np.asarray(w, dtype=np.float64)
+        keep = np.ones(w.shape, dtype=bool) if keep is None else np.asarray(keep).reshape(w.shape)
+        for j in range(w.shape[0]):
+            for i in range(w.shape[1]):
+                els = [Fraction(float(x)) for x in w[j, i][keep[j, i]]]
+                if els:
+                    graph.add_edge((src, i), (dst, j), elements=els, param=True)
+    return graph
+
+
+def _ends(graph: nx.MultiDiGraph, source: str, target: str):
+    return (
+        sorted(n for n in graph if n[0] == source),
+        sorted(n for n in graph if n[0] == target),
+    )
+
+
+def unit_path_sums(graph: nx.MultiDiGraph, source: str, target: str) -> dict:
+    """Path count, R1, R2 and path-kernel trace by enumerating unit paths.
+
+    Per unit path the element paths factorise: count = prod mult, R_p = prod of
+    per-edge sums of |w|^p, trace = sum over parameter edges l of
+    mult_l * prod_{m != l} S2_m.
+    """
+    from fractions import Fraction
+
+    out = {"count": 0, "r1": Fraction(0), "r2": Fraction(0), "trace": Fraction(0)}
+    for path in enumerate_paths(graph, *_ends(graph, source, target)):
+        data = [graph.edges[e] for e in path]
+        mult = [len(d["elements"]) for d in data]
+        s1 = [sum(abs(x) for x in d["elements"]) for d in data]
+        s2 = [sum(x * x for x in d["elements"]) for d in data]
+        out["count"] += math.prod(mult)
+        out["r1"] += math.prod(s1)
+        out["r2"] += math.prod(s2)
+        for k, d in enumerate(data):
+            if d["param"]:
+                out["trace"] += mult[k] * math.prod(s2[:k] + s2[k + 1 :])
+    return out
+
+
+def element_path_sums(graph: nx.MultiDiGraph, source: str, target: str) -> dict:
+    """The same four quantities by enumerating every element-level path explicitly:
+    one unmasked element chosen on each edge, path product = product of those."""
+    from fractions import Fraction
+
+    out = {"count": 0, "r1": Fraction(0), "r2": Fraction(0), "trace": Fraction(0)}
+    for path in enumerate_paths(graph, *_ends(graph, source, target)):
+        data = [graph.edges[e] for e in path]
+        for choice in itertools.product(*[d["elements"] for d in data]):
+            prod = math.prod(choice)
+            out["count"] += 1
+            out["r1"] += abs(prod)
+            out["r2"] += prod * prod
+            for k, d in enumerate(data):
+                if d["param"]:  # (pi_p / theta_k)^2 for each parameter on the path
+                    out["trace"] += math.prod(x * x for m, x in enumerate(choice) if m != k)
+    return out
+
+
+def reachability_sets(graph: nx.MultiDiGraph, n_layers: int) -> tuple[set, set]:
+    """Nodes of a pathnet ``to_networkx()`` graph reached from an input, and
+    nodes that reach an output (networkx descendants / ancestors)."""
+    sources = [n for n, d in graph.nodes(data=True) if d["layer"] == 0]
+    targets = [n for n, d in graph.nodes(data=True) if d["layer"] == n_layers - 1]
+    down = set(sources).union(*(nx.descendants(graph, s) for s in sources))
+    up = set(targets).union(*(nx.ancestors(graph, t) for t in targets))
+    return down, up
