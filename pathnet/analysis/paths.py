@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -43,7 +43,6 @@ MaskLike = Mapping[str, Any]
 _LN10 = math.log(10.0)
 # Below this fraction of unmasked elements, per-edge sums are taken over the
 # unmasked elements only; above it, over the dense (n_out, n_in, n_elem) array.
-_SPARSE_BELOW = 0.25
 
 
 # --------------------------------------------------------------------- inputs
@@ -119,75 +118,9 @@ def prepare(
         dag = dag.with_mask(mask)
     if dag is not model_or_dag:
         for block in dag.blocks:
-            _fill_edge_sums(block, weights)
+            for p in weights:
+                block.weight(p)
     return dag
-
-
-_CACHED = {0: "multiplicity", 1: "abs_weight", 2: "sq_weight"}
-
-
-def _fill_edge_sums(block: EdgeBlock, weights: Sequence[int]) -> None:
-    """Fill the block's cached per-edge sums ``weight(p)`` for ``p`` in ``weights``.
-
-    ``EdgeBlock`` computes each of them lazily from the dense
-    ``(n_out, n_in, n_elem)`` array (~0.2 s each on VGG16). For a sparse mask,
-    summing only the unmasked elements is several times faster. The values are
-    the same sums (up to the order of float64 additions), so only blocks that
-    the analysis itself created are filled, never those of a caller's DAG.
-    """
-    cache = vars(block)  # EdgeBlock's functools.cached_property store
-    todo = [p for p in weights if _CACHED[p] not in cache]
-    if block.values is None or not todo:
-        return
-    n_out, n_in, n_elem = block.values.shape
-    em = block.element_mask
-    needs_values = 1 in todo or 2 in todo
-    n_present = block.values.size if em is None else int(np.count_nonzero(em))
-    v: np.ndarray
-    per_edge: Callable[[np.ndarray], np.ndarray]
-    if em is not None and n_present <= _SPARSE_BELOW * block.values.size:
-        idx = np.flatnonzero(em.reshape(-1))
-        edge = idx // n_elem if n_elem > 1 else idx
-        first = np.ones(len(edge), dtype=bool)
-        first[1:] = edge[1:] != edge[:-1]
-        starts = np.flatnonzero(first)  # elements are sorted by edge
-        edges = edge[starts]
-        mult = np.diff(np.append(starts, len(edge))).astype(np.float64)
-        if needs_values:
-            v = block.values.reshape(-1)[idx].astype(np.float64)
-
-        def per_edge(x: np.ndarray) -> np.ndarray:
-            return np.add.reduceat(x, starts) if len(starts) else np.zeros(0)
-
-    else:
-        if em is None:
-            mult2d = np.full((n_out, n_in), float(n_elem))
-        else:
-            mult2d = em.sum(axis=2, dtype=np.float64)
-        edges = np.flatnonzero(mult2d)
-        mult = mult2d.reshape(-1)[edges]
-        if needs_values:
-            v = block.values.astype(np.float64)
-            if em is not None:
-                v *= em
-
-        def per_edge(x: np.ndarray) -> np.ndarray:
-            return x.sum(axis=2).reshape(-1)[edges]
-
-    rows = edges // n_in
-    cols = edges - rows * n_in
-    indptr = np.zeros(n_out + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_out), out=indptr[1:])
-
-    def csr(data: np.ndarray) -> sp.csr_matrix:
-        return sp.csr_matrix((data, cols, indptr), shape=(n_out, n_in))
-
-    cache.setdefault("n_present", n_present)
-    cache.setdefault("multiplicity", csr(mult))
-    if 1 in todo:
-        cache.setdefault("abs_weight", csr(per_edge(np.abs(v))))
-    if 2 in todo:
-        cache.setdefault("sq_weight", csr(per_edge(v * v)))
 
 
 def _check_p(p: int, where: str) -> int:

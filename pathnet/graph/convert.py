@@ -309,6 +309,9 @@ def _common_scope(paths: list[str]) -> str:
 
 def _existing_mask(module: nn.Module) -> np.ndarray | None:
     """A mask already applied by :func:`pathnet.apply_mask` or ``torch.nn.utils.prune``."""
+    hard = getattr(module, "_pathnet_hard_mask", None)
+    if hard is not None:
+        return hard[0].detach().cpu().numpy().astype(bool)
     mask = getattr(module, "weight_mask", None)
     if isinstance(mask, torch.Tensor):
         return mask.detach().cpu().numpy().astype(bool)

@@ -32,6 +32,7 @@ GroupKind = Literal["input", "hidden", "sum", "output"]
 BlockKind = Literal["linear", "conv", "identity"]
 
 _GROUP_KINDS = ("input", "hidden", "sum", "output")
+_SPARSE_BELOW = 0.25  # masks keeping at most this fraction take the sparse reduction
 _BLOCK_KINDS = ("linear", "conv", "identity")
 
 
@@ -165,41 +166,89 @@ class EdgeBlock:
         return self.values.size if self.element_mask is None else int(self.element_mask.sum())
 
     # -------------------------------------------------------- derived matrices
-    def _reduce(self, per_element: np.ndarray) -> sp.csr_matrix:
-        """Sum ``per_element`` over the kernel axis into a CSR (n_out x n_in) matrix.
+    @cached_property
+    def _edge_layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Present edges and how to sum element quantities onto them.
+
+        Returns ``(cols, indptr, starts_or_edges, idx)``: the CSR column indices and
+        row pointer of the present edges, and either (sparse masks, ``idx`` given)
+        the positions in ``idx`` where each edge's unmasked elements start, or
+        (dense) the flat ``j * n_in + i`` index of each present edge.
+        """
+        assert self.values is not None
+        n_out, n_in, n_elem = self.values.shape
+        em = self.element_mask
+        if em is not None and self.n_present <= _SPARSE_BELOW * self.values.size:
+            idx = np.flatnonzero(em.reshape(-1))  # sorted, so grouped by edge
+            edge = idx // n_elem
+            first = np.ones(len(edge), dtype=bool)
+            first[1:] = edge[1:] != edge[:-1]
+            starts = np.flatnonzero(first)
+            edges = edge[starts]
+            key: np.ndarray = starts
+            sparse_idx: np.ndarray | None = idx
+        else:
+            present = np.ones((n_out, n_in), dtype=bool) if em is None else em.any(axis=2)
+            edges = np.flatnonzero(present)
+            key, sparse_idx = edges, None
+        rows = edges // n_in
+        cols = (edges - rows * n_in).astype(np.int64)
+        indptr = np.zeros(n_out + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n_out), out=indptr[1:])
+        return cols, indptr, key, sparse_idx
+
+    def _edge_sums(self, p: int) -> sp.csr_matrix:
+        """Per-edge sums of ``|w|**p`` over unmasked elements, as CSR (n_out x n_in).
 
         The structure holds exactly the edges with at least one unmasked element.
+        Sparse masks (at most 25% kept) sum only the kept elements.
         """
-        if self.element_mask is not None:
-            per_element = np.where(self.element_mask, per_element, 0)
-            present = self.element_mask.any(axis=2)
+        assert self.values is not None
+        cols, indptr, key, idx = self._edge_layout
+        n_elem = self.values.shape[2]
+        if idx is not None:  # sparse: reduce the kept elements edge by edge
+            if p == 0:
+                data = np.diff(np.append(key, len(idx))).astype(np.float64)
+            else:
+                v = self.values.reshape(-1)[idx].astype(np.float64)
+                v = np.abs(v) if p == 1 else v * v
+                data = np.add.reduceat(v, key) if len(key) else np.zeros(0)
         else:
-            present = np.ones(self.shape, dtype=bool)
-        dense = per_element.sum(axis=2, dtype=np.float64)
-        rows, cols = np.nonzero(present)
-        return sp.csr_matrix((dense[rows, cols], (rows, cols)), shape=self.shape)
+            em = self.element_mask
+            if p == 0:
+                per = (
+                    np.full(self.shape, float(n_elem)) if em is None
+                    else em.sum(axis=2, dtype=np.float64)
+                )
+            else:
+                v = self.values.astype(np.float64)
+                v = np.abs(v, out=v) if p == 1 else np.multiply(v, v, out=v)
+                if em is not None:
+                    v *= em
+                per = v.sum(axis=2)
+            data = per.reshape(-1)[key]
+        return sp.csr_matrix((data, cols, indptr), shape=self.shape)
 
     @cached_property
     def multiplicity(self) -> sp.csr_matrix:
         """Number of unmasked parameter elements per edge (float64 CSR)."""
         if self.values is None:
             return sp.identity(self.n_units, dtype=np.float64, format="csr")
-        return self._reduce(np.ones(self.values.shape, dtype=np.float64))
+        return self._edge_sums(0)
 
     @cached_property
     def abs_weight(self) -> sp.csr_matrix:
         """Edge weight for walks and products: sum of ``|w|`` over unmasked elements."""
         if self.values is None:
             return sp.identity(self.n_units, dtype=np.float64, format="csr")
-        return self._reduce(np.abs(self.values.astype(np.float64)))
+        return self._edge_sums(1)
 
     @cached_property
     def sq_weight(self) -> sp.csr_matrix:
         """Squared edge weight: sum of ``w**2`` over unmasked elements."""
         if self.values is None:
             return sp.identity(self.n_units, dtype=np.float64, format="csr")
-        v = self.values.astype(np.float64)
-        return self._reduce(v * v)
+        return self._edge_sums(2)
 
     def weight(self, p: int = 1) -> sp.csr_matrix:
         """Sum of ``|w|**p`` over the unmasked elements of each edge, for ``p`` in 0, 1, 2."""

@@ -130,38 +130,41 @@ def sweep_exact(dag: LayeredDAG, direction: Mode = "forward") -> list[list[int]]
     ``direction="forward"`` counts paths from the inputs to each unit,
     ``"backward"`` from each unit to the outputs.
     """
-    n = len(dag.groups)
-    mats = [
-        [(int(c), int(r), int(m)) for r, c, m in zip(*_coo(blk.multiplicity))] for blk in dag.blocks
-    ]
-    out: list[list[int] | None] = [None] * n
-    if direction == "forward":
-        out[0] = [1] * dag.groups[0].size
-        for g in range(1, n):
-            acc = [0] * dag.groups[g].size
-            for b in dag.in_blocks(g):
-                src = out[dag.blocks[b].source]
-                assert src is not None
-                for i, j, m in mats[b]:
-                    if src[i]:
-                        acc[j] += m * src[i]
-            out[g] = acc
-    elif direction == "backward":
-        out[-1] = [1] * dag.groups[-1].size
-        for g in range(n - 2, -1, -1):
-            acc = [0] * dag.groups[g].size
-            for b in dag.out_blocks(g):
-                tgt = out[dag.blocks[b].target]
-                assert tgt is not None
-                for i, j, m in mats[b]:
-                    if tgt[j]:
-                        acc[i] += m * tgt[j]
-            out[g] = acc
-    else:
+    if direction not in ("forward", "backward"):
         raise ValueError(
             f"pathnet.sweep_exact: direction must be 'forward' or 'backward', got {direction!r}"
         )
-    return [v for v in out if v is not None]
+    n = len(dag.groups)
+    out: list[np.ndarray | None] = [None] * n
+
+    def push(m: sp.csr_matrix, vec: np.ndarray, size: int) -> np.ndarray:
+        """``m @ vec`` in Python integers (numpy object arrays)."""
+        contrib = m.data.astype(np.int64).astype(object) * vec[m.indices]
+        rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+        acc = np.zeros(size, dtype=object)
+        np.add.at(acc, rows, contrib)
+        return acc
+
+    if direction == "forward":
+        out[0] = np.ones(dag.groups[0].size, dtype=object)
+        for g in range(1, n):
+            acc = np.zeros(dag.groups[g].size, dtype=object)
+            for b in dag.in_blocks(g):
+                src = out[dag.blocks[b].source]
+                assert src is not None
+                acc = acc + push(dag.blocks[b].multiplicity, src, dag.groups[g].size)
+            out[g] = acc
+    else:
+        out[-1] = np.ones(dag.groups[-1].size, dtype=object)
+        for g in range(n - 2, -1, -1):
+            acc = np.zeros(dag.groups[g].size, dtype=object)
+            for b in dag.out_blocks(g):
+                tgt = out[dag.blocks[b].target]
+                assert tgt is not None
+                m = dag.blocks[b].multiplicity.T.tocsr()
+                acc = acc + push(m, tgt, dag.groups[g].size)
+            out[g] = acc
+    return [[int(x) for x in v] for v in out if v is not None]
 
 
 def _coo(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import numpy as np
 from torch import nn
 
 from pathnet._random import SeedLike
@@ -144,7 +145,9 @@ def select(
             "method": key,
             "density": d,
             "compression": -math.log10(d),
-            "seed": seed if isinstance(seed, int) else None,
+            "seed": int(seed)
+            if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
+            else mask.meta.get("seed"),
             "model": dag.model_name,
             "options": {k: v for k, v in options.items() if isinstance(v, (str, int, float, bool))},
         }

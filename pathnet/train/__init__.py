@@ -1,4 +1,9 @@
-"""Training utilities: data sets as preloaded tensors (:mod:`pathnet.train.data`)."""
+"""Training: datasets as preloaded tensors, masked training, iterative magnitude pruning.
+
+``pathnet.train.fit`` and ``pathnet.train.imp`` are the functions; their modules are
+``pathnet.train.fit`` / ``pathnet.train.imp`` in ``sys.modules`` (use
+``importlib.import_module`` to reach module-level helpers).
+"""
 
 from pathnet.train.data import (
     BatchLoader,
@@ -9,13 +14,24 @@ from pathnet.train.data import (
     loader,
     subset_per_class,
 )
+from pathnet.train.fit import CheckpointError, FitResult, evaluate, fit, resolve_device
+from pathnet.train.imp import ImpResult, imp, imp_schedule, magnitude_mask
 
 __all__ = [
     "BatchLoader",
+    "CheckpointError",
     "Dataset",
     "DatasetError",
     "DatasetNotFoundError",
+    "FitResult",
+    "ImpResult",
+    "evaluate",
+    "fit",
+    "imp",
+    "imp_schedule",
     "load_dataset",
     "loader",
+    "magnitude_mask",
+    "resolve_device",
     "subset_per_class",
 ]

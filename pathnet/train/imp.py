@@ -1,0 +1,591 @@
+"""Iterative magnitude pruning with rewinding (Frankle & Carbin 2019; Frankle et al. 2020).
+
+Round ``k`` (``k = 1 .. K``) trains the network under the mask of round ``k - 1`` (round 0
+is dense), removes ``fraction`` of the weights still present by magnitude (globally or
+per layer) and rewinds the survivors to their values at initialisation (``rewind="init"``)
+or after ``k`` training iterations of the dense run (``rewind=k``). The last round prunes
+exactly to ``int(density * n_params)`` weights. With ``out_dir`` every round's mask is
+saved as it is found (``mask_01.npz``, ...) together with ``imp.json``; calling again with
+the same ``out_dir`` skips the finished rounds and resumes a round whose training was
+interrupted from its checkpoint (``train_01/``, ...).
+
+>>> import torch
+>>> from pathnet import models
+>>> from pathnet.train.imp import imp
+>>> g = torch.Generator().manual_seed(0)
+>>> x = torch.randn(128, 6, generator=g); y = (x[:, 0] > 0).long()
+>>> res = imp(models.mlp([6, 10, 2], seed=0), (x, y), density=0.5, epochs_per_round=1,
+...           seed=0, progress=False)
+>>> [m.n_kept for m in res]  # 80 weights: 0.8^k then exactly int(0.5 * 80)
+[64, 51, 40]
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from pathnet._random import SeedLike
+from pathnet.mask import Mask, MaskFileError, atomic_write_bytes, prunable_parameters
+from pathnet.train.fit import CheckpointError, DataLike, _resolve_seed, fit
+
+__all__ = ["ImpResult", "imp", "imp_schedule", "layer_counts", "magnitude_mask"]
+
+_PREFIX = "pathnet.train.imp"
+_FORMAT = "pathnet-imp"
+_VERSION = 1
+_STATE = "imp.json"
+_REWIND = "rewind.pt"
+# fit() options imp() sets itself.
+_RESERVED = (
+    "epochs",
+    "seed",
+    "out_dir",
+    "resume",
+    "stop_after",
+    "mask",
+    "step_callback",
+    "callback",
+)
+# fit() options that do not change the result, so may differ when resuming.
+_COSMETIC = ("device", "progress", "eval_batch_size")
+
+
+class ImpResult(list[Mask]):
+    """What :func:`imp` returns: the list of every round's mask, with the run's records.
+
+    ``result[k - 1]`` is the mask of round ``k``; ``meta`` holds ``method="imp"``,
+    ``round``, ``rounds``, ``density``, ``n_kept``, ``scope``, ``rewind``.
+
+    Attributes
+    ----------
+    rounds : list of dict
+        Per round: ``round``, ``n_kept``, ``density`` and ``train`` (the final metrics
+        of the training run whose weights it was pruned from).
+    trained : list of int
+        Rounds whose training ran (or resumed) in this call; rounds found finished in
+        ``out_dir`` are not in it.
+    seed : int
+    out_dir : pathlib.Path or None
+    """
+
+    def __init__(
+        self,
+        masks: Sequence[Mask],
+        rounds: Sequence[Mapping[str, Any]],
+        trained: Sequence[int],
+        seed: int,
+        out_dir: Path | None,
+    ) -> None:
+        super().__init__(masks)
+        self.rounds = [dict(r) for r in rounds]
+        self.trained = list(trained)
+        self.seed = seed
+        self.out_dir = out_dir
+
+    def __repr__(self) -> str:
+        return (
+            f"ImpResult({len(self)} rounds, densities "
+            f"{[round(m.density, 4) for m in self]}, trained {self.trained})"
+        )
+
+    @property
+    def masks(self) -> list[Mask]:
+        """The masks as a plain list."""
+        return list(self)
+
+    @property
+    def final_mask(self) -> Mask:
+        """The mask of the last round, at the target density."""
+        return self[-1]
+
+    @property
+    def densities(self) -> list[float]:
+        return [m.density for m in self]
+
+
+def imp_schedule(
+    n_params: int,
+    density: float | None = None,
+    rounds: int | None = None,
+    fraction: float | None = None,
+) -> list[int]:
+    """Weights kept after each round: ``int(keep**k * n_params)``, the last ``int(density * n)``.
+
+    Parameters
+    ----------
+    n_params : int
+        Prunable weights.
+    density : float, optional
+        Target density in (0, 1). Required unless ``rounds`` is given.
+    rounds : int, optional
+        Number of rounds. With ``density``, every round keeps ``density**(1/rounds)`` of
+        the weights present; without, ``1 - fraction`` for ``rounds`` rounds.
+    fraction : float, optional
+        Fraction of the weights present pruned per round (default 0.2); with ``density``
+        and no ``rounds``, as many rounds as needed, the last one pruning less.
+
+    >>> imp_schedule(1000, density=0.3)
+    [800, 640, 512, 409, 327, 300]
+    >>> imp_schedule(1000, density=0.25, rounds=2)
+    [500, 250]
+    """
+    if isinstance(n_params, bool) or int(n_params) < 1:
+        raise ValueError(f"{_PREFIX}: n_params must be positive, got {n_params!r}")
+    n = int(n_params)
+    if rounds is not None and (isinstance(rounds, bool) or int(rounds) != rounds or rounds < 1):
+        raise ValueError(f"{_PREFIX}: rounds must be a positive integer, got {rounds!r}")
+    if rounds is not None and density is not None and fraction is not None:
+        raise ValueError(
+            f"{_PREFIX}: give at most two of density, rounds and fraction (the third follows)"
+        )
+    if fraction is None:
+        fraction = 0.2
+    if not (0.0 < float(fraction) < 1.0):
+        raise ValueError(f"{_PREFIX}: fraction must be in (0, 1), got {fraction!r}")
+    if density is None:
+        if rounds is None:
+            raise ValueError(f"{_PREFIX}: give density (or rounds)")
+        keep = 1.0 - float(fraction)
+        density = keep ** int(rounds)
+        k_total = int(rounds)
+    else:
+        density = float(density)
+        if not (0.0 < density < 1.0):
+            raise ValueError(f"{_PREFIX}: density must be in (0, 1), got {density!r}")
+        if rounds is not None:
+            k_total = int(rounds)
+            keep = density ** (1.0 / k_total)
+        else:
+            keep = 1.0 - float(fraction)
+            k_total = max(1, math.ceil(math.log(density) / math.log(keep) - 1e-9))
+    final = int(density * n)
+    if final < 1:
+        raise ValueError(
+            f"{_PREFIX}: density {density:g} of {n:,} weights keeps none; the smallest "
+            f"usable density is {1 / n:.3g}"
+        )
+    # Intermediate rounds that would already reach the target are dropped.
+    counts = [c for c in (int(keep**k * n) for k in range(1, k_total)) if c > final]
+    counts.append(final)
+    return counts
+
+
+def layer_counts(total: int, sizes: Sequence[int], previous: Sequence[int]) -> list[int]:
+    """Split ``total`` kept weights over layers in proportion to their sizes.
+
+    Every layer gets ``floor(total * size / sum(sizes))`` or one more (largest
+    remainders first, ties to the earlier layer), never more than ``previous`` (what it
+    has now), so that masks stay nested.
+
+    >>> layer_counts(10, [30, 60, 10], [30, 60, 10])
+    [3, 6, 1]
+    """
+    n = sum(sizes)
+    quotas = [total * s / n for s in sizes]
+    counts = [min(math.floor(q), p) for q, p in zip(quotas, previous)]
+    rest = total - sum(counts)
+    order = sorted(range(len(sizes)), key=lambda i: (-(quotas[i] - math.floor(quotas[i])), i))
+    for i in order:  # one more where the quota is fractional and there is room
+        if rest <= 0:
+            break
+        if counts[i] < previous[i] and counts[i] < math.ceil(quotas[i]):
+            counts[i] += 1
+            rest -= 1
+    for i in order:  # degenerate cases only (tiny layers): any room at all
+        if rest <= 0:
+            break
+        extra = min(rest, previous[i] - counts[i])
+        counts[i] += extra
+        rest -= extra
+    if rest:
+        raise ValueError(f"{_PREFIX}: cannot keep {total} weights within {list(previous)}")
+    return counts
+
+
+def _top(scores: np.ndarray, present: np.ndarray, k: int) -> np.ndarray:
+    """Boolean mask of the ``k`` largest scores among ``present``; ties to lower index."""
+    s = np.where(present, scores, -np.inf)
+    order = np.argsort(-s, kind="stable")
+    keep = np.zeros(s.shape, dtype=bool)
+    keep[order[:k]] = True
+    return keep
+
+
+def magnitude_mask(
+    weights: Mapping[str, Tensor] | nn.Module,
+    n_keep: int,
+    *,
+    previous: Mapping[str, Tensor] | None = None,
+    scope: Literal["global", "layer"] = "global",
+) -> Mask:
+    """Keep the ``n_keep`` largest ``|w|`` among the weights present in ``previous``.
+
+    Parameters
+    ----------
+    weights : mapping of str to tensor, or torch.nn.Module
+        The weights to rank (a module means its :func:`pathnet.prunable_parameters`).
+    n_keep : int
+        Exactly this many are kept; ties go to the lower flat index (parameter order,
+        then row-major), so the result is deterministic.
+    previous : Mask or mapping, optional
+        Only weights it keeps can be kept (default: all).
+    scope : {"global", "layer"}
+        ``"global"`` ranks all weights together; ``"layer"`` gives every layer its share
+        (:func:`layer_counts`), so all layers end at the same density within one weight.
+
+    Returns
+    -------
+    Mask
+    """
+    if isinstance(weights, nn.Module):
+        weights = prunable_parameters(weights)
+    if scope not in ("global", "layer"):
+        raise ValueError(f"{_PREFIX}: scope must be 'global' or 'layer', got {scope!r}")
+    names = list(weights)
+    mags = [weights[k].detach().abs().double().cpu().numpy().ravel() for k in names]
+    prev = [
+        (
+            np.ones(a.shape, dtype=bool)
+            if previous is None
+            else torch.as_tensor(previous[k]).cpu().numpy().ravel().astype(bool)
+        )
+        for k, a in zip(names, mags)
+    ]
+    present = sum(int(p.sum()) for p in prev)
+    if not (1 <= n_keep <= present):
+        raise ValueError(f"{_PREFIX}: n_keep must be in [1, {present}], got {n_keep}")
+    for k, a, p in zip(names, mags, prev):
+        if np.isnan(a[p]).any():
+            raise ValueError(f"{_PREFIX}: {k!r} holds NaN weights; did training diverge?")
+    if scope == "global":
+        keep_flat = _top(np.concatenate(mags), np.concatenate(prev), n_keep)
+        bounds = np.cumsum([0] + [a.size for a in mags])
+        kept = [keep_flat[bounds[i] : bounds[i + 1]] for i in range(len(names))]
+    else:
+        counts = layer_counts(n_keep, [a.size for a in mags], [int(p.sum()) for p in prev])
+        kept = [_top(a, p, c) for a, p, c in zip(mags, prev, counts)]
+    return Mask(
+        {
+            k: torch.from_numpy(kk.reshape(tuple(weights[k].shape)).copy())
+            for k, kk in zip(names, kept)
+        }
+    )
+
+
+def _state_hash(state: Mapping[str, Tensor]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(state):
+        t = state[k].detach().cpu().contiguous().reshape(-1)
+        h.update(k.encode() + b"\0" + str(t.dtype).encode() + b"\0")
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in sorted(options.items()):
+        if k in _COSMETIC:
+            continue
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            out[k] = v
+        elif isinstance(v, (list, tuple)) and all(isinstance(e, (int, float)) for e in v):
+            out[k] = list(v)
+        else:
+            out[k] = repr(v)
+    return out
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(
+            f"{_PREFIX}: cannot read {str(path)!r} ({type(exc).__name__}: {exc}); delete the "
+            f"folder to start over"
+        ) from exc
+    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+        raise CheckpointError(f"{_PREFIX}: {str(path)!r} is not a pathnet IMP state file")
+    if int(state.get("version", -1)) > _VERSION:
+        raise CheckpointError(f"{_PREFIX}: {str(path)!r} is from a newer pathnet")
+    return state
+
+
+def _write_state(path: Path, state: Mapping[str, Any]) -> None:
+    atomic_write_bytes(path, (json.dumps(state, indent=1) + "\n").encode())
+
+
+def _save_rewind(path: Path, state: Mapping[str, Tensor]) -> None:
+    buf = io.BytesIO()
+    torch.save(dict(state), buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_rewind(path: Path) -> dict[str, Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types on damaged files
+        raise CheckpointError(
+            f"{_PREFIX}: cannot read the rewind weights {str(path)!r} ({type(exc).__name__}: "
+            f"{exc}); delete {path.parent} to start over"
+        ) from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{_PREFIX}: {str(path)!r} does not hold a state dict")
+    return state
+
+
+def imp(
+    model: nn.Module,
+    train_data: DataLike,
+    test_data: DataLike | None = None,
+    *,
+    density: float | None = None,
+    rounds: int | None = None,
+    fraction: float | None = None,
+    rewind: Literal["init"] | int = "init",
+    scope: Literal["global", "layer"] = "global",
+    epochs_per_round: int = 10,
+    out_dir: str | Path | None = None,
+    seed: SeedLike = None,
+    mask_mode: Literal["hard", "parametrize", "prune"] = "hard",
+    progress: bool = True,
+    **fit_options: Any,
+) -> ImpResult:
+    """Iterative magnitude pruning with rewinding, down to ``density``.
+
+    ``model`` itself is not modified: every round trains a copy of it.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network at initialisation.
+    train_data, test_data : Dataset or tuple (x, y) of tensors
+        As for :func:`pathnet.train.fit.fit`.
+    density : float, optional
+        Target density in (0, 1); the last round keeps exactly ``int(density * n)`` of
+        the ``n`` prunable weights. Required unless ``rounds`` is given.
+    rounds : int, optional
+        Number of rounds; see :func:`imp_schedule`.
+    fraction : float, optional
+        Fraction of the remaining weights pruned per round; default 0.2, so the rounds
+        reach densities ``0.8, 0.64, ...`` and then exactly ``density``.
+    rewind : "init" or int, default "init"
+        Rewind survivors to their initial values, or (an int ``k``) to their values after
+        ``k`` iterations of the dense training of round 1 (``0`` is the same as
+        ``"init"``). Later rounds then train ``epochs_per_round`` epochs from those
+        weights with a fresh optimizer and the full lr schedule.
+    scope : {"global", "layer"}, default "global"
+        Rank weights over the whole network or prune every layer by the same fraction.
+    epochs_per_round : int, default 10
+        Training epochs per round (the paper's full schedule is 160).
+    out_dir : str or pathlib.Path, optional
+        Cache of the rounds: ``imp.json``, ``mask_XX.npz``, ``rewind.pt`` and the
+        training folders ``train_XX/``. A second call with the same folder (and
+        settings) skips the finished rounds.
+    seed : int, numpy Generator or None
+        Seed of every round's training (data order, augmentation, dropout).
+    mask_mode : {"hard", "parametrize", "prune"}, default "hard"
+        How :func:`pathnet.train.fit.fit` applies each round's mask; the result is the same.
+    progress : bool, default True
+    **fit_options
+        Passed to :func:`pathnet.train.fit.fit` (``batch_size``, ``lr``, ``device``,
+        ``amp``, ...).
+
+    Returns
+    -------
+    ImpResult
+        A list with one mask per round (nested, densities ``0.8**k`` then the target),
+        and the attributes ``rounds`` (training metrics per round) and ``trained``
+        (rounds trained by this call).
+
+    Raises
+    ------
+    ValueError
+        Bad arguments, or ``out_dir`` holding a run with other settings or another
+        initial model.
+    CheckpointError
+        A damaged state file in ``out_dir``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{_PREFIX}: model must be a torch.nn.Module, got {type(model).__name__}")
+    bad = sorted(set(fit_options) & set(_RESERVED))
+    if bad:
+        raise TypeError(f"{_PREFIX}: imp() sets {bad} itself; use epochs_per_round, seed, out_dir")
+    if scope not in ("global", "layer"):
+        raise ValueError(f"{_PREFIX}: scope must be 'global' or 'layer', got {scope!r}")
+    if isinstance(rewind, str):
+        if rewind != "init":
+            raise ValueError(f"{_PREFIX}: rewind must be 'init' or an iteration >= 0")
+        rewind_step = 0
+    elif isinstance(rewind, bool) or not isinstance(rewind, (int, np.integer)) or rewind < 0:
+        raise ValueError(f"{_PREFIX}: rewind must be 'init' or an iteration >= 0, got {rewind!r}")
+    else:
+        rewind_step = int(rewind)
+    if isinstance(epochs_per_round, bool) or int(epochs_per_round) < 1:
+        raise ValueError(f"{_PREFIX}: epochs_per_round must be a positive integer")
+
+    params = prunable_parameters(model)
+    names = list(params)
+    n_params = sum(p.numel() for p in params.values())
+    counts = imp_schedule(n_params, density, rounds, fraction)
+    init_state = _cpu_state(model)
+    out = Path(out_dir) if out_dir is not None else None
+    state_path = out / _STATE if out is not None else None
+    saved = _read_state(state_path) if state_path is not None and state_path.exists() else None
+    if saved is not None and seed is None:
+        seed_int = int(saved["config"]["seed"])
+    else:
+        seed_int = _resolve_seed(seed)
+
+    config = {
+        "counts": counts,
+        "n_params": n_params,
+        "scope": scope,
+        "rewind": rewind_step,
+        "epochs_per_round": int(epochs_per_round),
+        "seed": seed_int,
+        "mask_mode": mask_mode,
+        "init": _state_hash(init_state),
+        "fit": _jsonable(fit_options),
+    }
+    done: dict[int, dict[str, Any]] = {}
+    if saved is not None:
+        old = saved.get("config", {})
+        diff = [
+            f"{k}: {old.get(k)!r} in {_STATE}, {config[k]!r} now"
+            for k in config
+            if old.get(k) != config[k]
+        ]
+        if diff:
+            raise ValueError(
+                f"{_PREFIX}: {str(out)!r} holds IMP rounds of another run ("
+                + "; ".join(d if len(d) < 300 else d[:300] + "..." for d in diff)
+                + "); use another out_dir or delete it"
+            )
+        done = {int(r["round"]): r for r in saved.get("rounds", [])}
+    state_doc: dict[str, Any] = {
+        "format": _FORMAT,
+        "version": _VERSION,
+        "config": config,
+        "rounds": [],
+    }
+
+    rewind_state: dict[str, Tensor] | None = init_state if rewind_step == 0 else None
+    rewind_path = out / _REWIND if out is not None else None
+    if rewind_step > 0 and rewind_path is not None and rewind_path.exists():
+        rewind_state = _load_rewind(rewind_path)
+
+    masks: list[Mask] = []
+    records: list[dict[str, Any]] = []
+    trained: list[int] = []
+    previous: Mask | None = None
+    for k, n_keep in enumerate(counts, start=1):
+        mask_path = out / f"mask_{k:02d}.npz" if out is not None else None
+        if k in done and mask_path is not None and mask_path.exists():
+            try:
+                mask = Mask.load(mask_path, model=model)
+            except MaskFileError as exc:
+                raise CheckpointError(
+                    f"{_PREFIX}: round {k} in {str(out)!r} is damaged: {exc}"
+                ) from exc
+            if mask.n_kept != n_keep:
+                raise CheckpointError(
+                    f"{_PREFIX}: {str(mask_path)!r} keeps {mask.n_kept} weights, round {k} "
+                    f"should keep {n_keep}; delete {str(out)!r} to start over"
+                )
+            masks.append(mask)
+            records.append(done[k])
+            state_doc["rounds"].append(done[k])
+            previous = mask
+            continue
+
+        # Train round k: the network under the previous mask, from the rewound weights.
+        net = copy.deepcopy(model)
+        step_callback = None
+        if k == 1:
+            if rewind_step > 0 and rewind_state is None:
+
+                def step_callback(step: int, m: nn.Module) -> None:
+                    nonlocal rewind_state
+                    if step == rewind_step:
+                        rewind_state = _cpu_state(m)
+                        if rewind_path is not None:
+                            _save_rewind(rewind_path, rewind_state)
+
+        else:
+            if rewind_state is None:
+                raise CheckpointError(
+                    f"{_PREFIX}: the weights to rewind to (iteration {rewind_step}) are "
+                    f"missing from {str(out)!r}; delete the folder to start over"
+                )
+            net.load_state_dict(rewind_state)
+        result = fit(
+            net,
+            previous,
+            train_data,
+            test_data,
+            epochs=int(epochs_per_round),
+            seed=seed_int,
+            mask_mode=mask_mode,
+            out_dir=out / f"train_{k:02d}" if out is not None else None,
+            resume=out is not None,
+            step_callback=step_callback,
+            progress=progress,
+            **fit_options,
+        )
+        trained.append(k)
+        if k == 1 and rewind_state is None:
+            raise ValueError(
+                f"{_PREFIX}: rewind={rewind_step} but round 1 trained only "
+                f"{result.epochs_completed} epochs of fewer iterations; rewind to an "
+                f"earlier iteration or train longer"
+            )
+        mask = magnitude_mask(net, n_keep, previous=previous, scope=scope)
+        mask.meta.update(
+            {
+                "method": "imp",
+                "round": k,
+                "rounds": len(counts),
+                "density": mask.density,
+                "n_kept": mask.n_kept,
+                "scope": scope,
+                "rewind": "init" if rewind_step == 0 else rewind_step,
+                "epochs_per_round": int(epochs_per_round),
+                "seed": seed_int,
+            }
+        )
+        record = {
+            "round": k,
+            "n_kept": mask.n_kept,
+            "density": mask.density,
+            "train": result.final,
+        }
+        if out is not None:
+            assert mask_path is not None and state_path is not None
+            mask.save(mask_path)
+            state_doc["rounds"].append(record)
+            _write_state(state_path, state_doc)
+        masks.append(mask)
+        records.append(record)
+        previous = mask
+        del net
+
+    if out is not None and state_path is not None and not state_path.exists():
+        _write_state(state_path, state_doc)
+    assert [m.n_kept for m in masks] == counts
+    assert all(set(m) == set(names) for m in masks)
+    return ImpResult(masks=masks, rounds=records, trained=trained, seed=seed_int, out_dir=out)
