@@ -217,7 +217,8 @@ class EdgeBlock:
             em = self.element_mask
             if p == 0:
                 per = (
-                    np.full(self.shape, float(n_elem)) if em is None
+                    np.full(self.shape, float(n_elem))
+                    if em is None
                     else em.sum(axis=2, dtype=np.float64)
                 )
             else:
