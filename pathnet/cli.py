@@ -144,6 +144,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.ddp:
+        from pathnet.train.ddp import run_ddp_from_args
+
+        return run_ddp_from_args(args)
+    if args.method is not None or args.density is not None:
+        raise UserError(
+            "--method/--density select the mask inside a --ddp run; without --ddp, "
+            "write a mask with `pathnet prune` and pass it with --mask"
+        )
     from pathnet.train import data as data_mod
     from pathnet.train import fit
 
@@ -369,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     p.add_argument("--out", default="runs/train", help="folder for metrics and checkpoints")
     p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in --out")
+    from pathnet.train.ddp import add_ddp_arguments
+
+    add_ddp_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("imp", help="iterative magnitude pruning with rewinding")
@@ -426,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("figures", help="redraw the figures from the CSV files of a reproduce run")
     p.add_argument("dir", nargs="?", default="figures", help="folder of a reproduce run")
     p.set_defaults(func=cmd_figures)
+
+    from pathnet.sweep.cli import add_parsers as add_sweep_parsers
+
+    add_sweep_parsers(sub)
     return parser
 
 

@@ -109,6 +109,8 @@ def metric_vs_density(
             ax.plot(100 * d, mean, marker=st["marker"], ms=4, color=st["color"], label=st["label"])
             ax.fill_between(100 * d, lo, hi, color=st["color"], alpha=0.2, lw=0)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}%"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("density (% of weights kept, log scale)")
         if log_y and not metric_is_log10:
             ax.set_yscale("log")

@@ -1,0 +1,35 @@
+"""Sweeps: grids of prune-and-train trials, run resumably on a local pool, submitit or SLURM.
+
+>>> from pathnet.sweep import SweepConfig
+>>> config = SweepConfig.from_dict(
+...     {"grid": {"method": ["phew", "dense"], "density": [0.1, 0.05], "seed": [0, 1]},
+...      "fixed": {"epochs": 1}})
+>>> len(config.trials())  # phew: 2 densities x 2 seeds; dense: one per seed
+6
+>>> [t.name[:-13] for t in config.trials()]  # each name ends with -<12 hex digits of hash>
+['phew-d0.1-s0', 'phew-d0.05-s0', 'dense-d1-s0', 'phew-d0.1-s1', 'phew-d0.05-s1', 'dense-d1-s1']
+
+See :mod:`pathnet.sweep.config` (file format, seeds), :mod:`pathnet.sweep.run` (folder
+layout, executors) and :mod:`pathnet.sweep.collect` (table and figure).
+"""
+
+from pathnet.sweep.collect import CollectResult, collect, trial_rows
+from pathnet.sweep.config import DENSE, SweepConfig, Trial, config_hash, load_config
+from pathnet.sweep.run import EXECUTORS, RunOptions, SweepReport, build_mask, run_sweep, run_trial
+
+__all__ = [
+    "DENSE",
+    "EXECUTORS",
+    "CollectResult",
+    "RunOptions",
+    "SweepConfig",
+    "SweepReport",
+    "Trial",
+    "build_mask",
+    "collect",
+    "config_hash",
+    "load_config",
+    "run_sweep",
+    "run_trial",
+    "trial_rows",
+]
