@@ -9,13 +9,15 @@ The pipeline is model -> graph -> selection -> mask -> analysis / training:
 72
 """
 
-from pathnet import models
+from pathnet import analysis, models, select
 from pathnet.graph import EdgeBlock, LayeredDAG, UnitGroup, UnsupportedModelError, to_dag
 from pathnet.mask import Mask, MaskFileError, apply_mask, prunable_parameters, remove_mask
+from pathnet.select.registry import METHODS
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "METHODS",
     "EdgeBlock",
     "LayeredDAG",
     "Mask",
@@ -23,9 +25,11 @@ __all__ = [
     "UnitGroup",
     "UnsupportedModelError",
     "__version__",
+    "analysis",
     "apply_mask",
     "models",
     "prunable_parameters",
     "remove_mask",
+    "select",
     "to_dag",
 ]
