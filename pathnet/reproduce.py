@@ -118,27 +118,51 @@ def analyze_masked(dag: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return scalar, rows
 
 
+def select_all(
+    method: str, dag: Any, model: Any, densities: Sequence[float], seed: int, options: dict[str, Any]
+) -> tuple[list[Any], float]:
+    """Masks of ``method`` at every density, and the seconds spent selecting.
+
+    PHEW and its random-paths ablation walk once (:func:`pathnet.select.phew.phew_nested`:
+    each mask equals a separate call); SynFlow and SynFlow-L2 prune along one
+    schedule through every density (:func:`pathnet.select.synflow.synflow_nested`);
+    other methods are called once per density.
+    """
+    from pathnet.select import select
+
+    t = time.perf_counter()
+    if method in ("phew", "random_paths"):
+        from pathnet.select.phew import phew_nested
+
+        opts = dict(options)
+        if method == "random_paths":
+            opts["bias"] = "uniform"
+        masks = phew_nested(dag, densities, seed=seed, **opts)
+    elif method in ("synflow", "synflow_l2"):
+        from pathnet.select.synflow import synflow_nested
+
+        masks = synflow_nested(dag, densities, method=method, model=model, **options)
+    else:
+        masks = [select(method, dag, d, seed=seed, **options) for d in densities]
+    return masks, time.perf_counter() - t
+
+
 def _task(model_name: str, seed: int, method: str, config: ReproduceConfig) -> dict[str, Any]:
     """One (model, seed, method): every density. Runs in a worker process."""
     import pathnet
+    from pathnet import analysis
 
     t0 = time.perf_counter()
     model = pathnet.models.build(model_name, seed=seed)
     dag = pathnet.to_dag(model)
+    masks, select_s = select_all(
+        method, dag, model, config.densities, seed, config.method_options(method)
+    )
     results, widths = [], []
-    for density in config.densities:
-        t = time.perf_counter()
-        mask = pathnet.select(
-            method,
-            dag if method not in ("synflow", "synflow_l2") else model,
-            density,
-            seed=seed,
-            **config.method_options(method),
-        )
-        select_s = time.perf_counter() - t
-        scalar, per_group = analyze_masked(dag.with_mask(mask))
+    for density, mask in zip(config.densities, masks):
+        scalar, per_group = analyze_masked(analysis.prepare(dag, mask))
         key = {"model": model_name, "method": method, "density": density, "seed": seed}
-        results.append({**key, **scalar, "select_s": round(select_s, 4)})
+        results.append({**key, **scalar, "select_s": round(select_s / len(masks), 4)})
         widths.extend({**key, **w} for w in per_group)
     return {"results": results, "widths": widths, "seconds": time.perf_counter() - t0}
 
@@ -272,6 +296,7 @@ def _accuracy(config: ReproduceConfig, *, progress: bool) -> tuple[list[dict[str
             "or set PATHNET_DATA"
         )
     import pathnet
+    from pathnet.select import select
 
     rows = []
     from tqdm.auto import tqdm
@@ -284,7 +309,7 @@ def _accuracy(config: ReproduceConfig, *, progress: bool) -> tuple[list[dict[str
     ]
     for method, density, seed in tqdm(grid, desc="fashion-mnist", disable=not progress):
         model = pathnet.models.mlp(seed=seed)
-        mask = pathnet.select(method, model, density, seed=seed, **config.method_options(method))
+        mask = select(method, model, density, seed=seed, **config.method_options(method))
         result = fit(
             model, mask, train, test, epochs=config.accuracy_epochs, seed=seed, progress=False
         )

@@ -52,13 +52,25 @@ def resolve_density(density: float | None = None, compression: float | None = No
     if (density is None) == (compression is None):
         raise ValueError("pathnet.select: give exactly one of density and compression")
     if compression is not None:
-        c = float(compression)
+        try:
+            if isinstance(compression, (str, bytes, bool, np.bool_)):
+                raise TypeError
+            c = float(compression)
+        except (TypeError, ValueError):
+            c = math.nan
         if not math.isfinite(c) or c < 0:
             raise ValueError(
                 f"pathnet.select: compression must be finite and >= 0, got {compression!r}"
             )
         density = 10.0**-c
     assert density is not None
+    return _check_density(density)
+
+
+def _check_density(density: Any) -> float:
+    """``density`` as a float in (0, 1]; strings and booleans are refused, not converted."""
+    if isinstance(density, (str, bytes, bool, np.bool_)):
+        raise ValueError(f"pathnet.select: density must be a number in (0, 1], got {density!r}")
     try:
         d = float(density)
     except (TypeError, ValueError):
@@ -73,8 +85,10 @@ def resolve_density(density: float | None = None, compression: float | None = No
 def target_count(dag: LayeredDAG, density: float) -> int:
     """``int(density * prunable weights)``, the number of weights a method keeps.
 
-    Raises ``ValueError`` when that is 0 or more than the weights present in the DAG.
+    Raises ``ValueError`` for a density outside (0, 1] (NaN and strings included), or
+    when the count is 0 or more than the weights present in the DAG.
     """
+    density = _check_density(density)
     m = int(density * dag.n_params)
     if m < 1:
         raise ValueError(
@@ -123,6 +137,10 @@ def select(
     Mask
         With ``meta`` recording method, density, compression, seed and options.
     """
+    if not isinstance(method, str):
+        raise TypeError(
+            f"pathnet.select: method must be a method name (str), got {type(method).__name__}"
+        )
     key = method.lower().replace("-", "_")
     if key not in METHODS:
         _load_builtin_methods()
@@ -160,8 +178,4 @@ def _load_builtin_methods() -> None:
     import importlib
 
     for mod in ("phew", "synflow", "baselines", "imp"):
-        try:
-            importlib.import_module(f"pathnet.select.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"pathnet.select.{mod}":
-                raise
+        importlib.import_module(f"pathnet.select.{mod}")

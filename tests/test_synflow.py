@@ -1,0 +1,362 @@
+"""SynFlow and SynFlow-L2: the DAG backend against autograd, exact counts, bottlenecks."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import pathnet
+from pathnet import models
+from pathnet.graph.sweeps import backward_log, forward_log
+from pathnet.models import kaiming_init
+from pathnet.select import select, synflow, target_count
+from pathnet.select.scoring import flatten_scores, mask_from_global, present_indices, top_k
+from pathnet.select.synflow import schedule, synflow_scores
+from tests.reference import autograd_synflow_scores
+
+VARIANTS = [("synflow", None), ("synflow_l2", "phew"), ("synflow_l2", "gebhart")]
+
+
+def opts(method: str, variant: str | None, **kw):
+    return kw if variant is None else {**kw, "variant": variant}
+
+
+# ------------------------------------------------------------------ test nets
+def circ_conv(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, 3, stride, padding=1, padding_mode="circular", bias=False)
+
+
+class CircNet(nn.Module):
+    """Conv chain with circular padding: every kernel element sees the same input sums."""
+
+    def __init__(self, bn: bool = False) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            circ_conv(3, 8),
+            nn.BatchNorm2d(8) if bn else nn.Identity(),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            circ_conv(8, 12, stride=2),
+            nn.ReLU(),
+            circ_conv(12, 12),
+            nn.ReLU(),
+            nn.AvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(12 * 2 * 2, 10),
+        )
+        self.input_shape = (3, 16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class CircRes(nn.Module):
+    """Two residual blocks (identity and 1x1 projection shortcut), circular padding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c0, self.c1, self.c2 = circ_conv(3, 8), circ_conv(8, 8), circ_conv(8, 8)
+        self.c3, self.c4 = circ_conv(8, 16, stride=2), circ_conv(16, 16)
+        self.sc = nn.Conv2d(8, 16, 1, stride=2, bias=False)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 10)
+        self.input_shape = (3, 8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.c0(x))
+        x = torch.relu(self.c2(torch.relu(self.c1(x))) + x)
+        x = torch.relu(self.c4(torch.relu(self.c3(x))) + self.sc(x))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def seeded(model: nn.Module, seed: int = 0) -> nn.Module:
+    return kaiming_init(model, generator=torch.Generator().manual_seed(seed))
+
+
+NETS = {
+    "mlp": lambda: models.mlp([30, 20, 16, 10], seed=0),
+    "circ": lambda: seeded(CircNet()),
+    "circ_bn": lambda: seeded(CircNet(bn=True)),
+    "circ_res": lambda: seeded(CircRes()),
+}
+
+
+# --------------------------------------------------------- independent scores
+def autograd_scores(model: nn.Module, method: str, variant: str | None) -> dict[str, np.ndarray]:
+    """One step's scores by autograd, written out for each variant."""
+    if method == "synflow":
+        return {
+            k: v.detach().numpy()
+            for k, v in autograd_synflow_scores(model, model.input_shape).items()
+        }
+    net = copy.deepcopy(model).double().eval()
+    theta = {n: p.detach().clone() for n, p in net.named_parameters()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(p * p if variant == "phew" else p.abs())
+    net(torch.ones((1, *model.input_shape), dtype=torch.float64)).sum().backward()
+    out = {}
+    for n, p in net.named_parameters():
+        if p.dim() > 1:
+            g = p.grad.abs()
+            out[n] = (g * theta[n].abs() if variant == "phew" else g * theta[n] ** 2).numpy()
+    return out
+
+
+@pytest.mark.parametrize(("method", "variant"), VARIANTS)
+@pytest.mark.parametrize("net", ["mlp", "circ", "circ_res"])
+def test_graph_scores_equal_autograd(net, method, variant):
+    model = NETS[net]()
+    ref = autograd_scores(model, method, variant)
+    got = synflow_scores(pathnet.to_dag(model), method, variant=variant or "phew")
+    assert set(got) == set(ref)
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-9, atol=0)
+
+
+def test_scores_on_masked_dag_equal_autograd_on_masked_model(rng):
+    model = models.mlp([12, 10, 8, 4], seed=3)
+    keep = {
+        n: torch.from_numpy(rng.random(tuple(p.shape)) < 0.4)
+        for n, p in pathnet.prunable_parameters(model).items()
+    }
+    masked = copy.deepcopy(model)
+    with torch.no_grad():
+        for n, p in pathnet.prunable_parameters(masked).items():
+            p.mul_(keep[n])
+    ref = autograd_scores(masked, "synflow_l2", "phew")
+    got = synflow_scores(pathnet.to_dag(model).with_mask(keep), "synflow_l2")
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-9, atol=0)
+
+
+def test_log_scores_do_not_overflow_on_deep_dense_nets():
+    dag = pathnet.to_dag(models.resnet56(seed=0))
+    logs = synflow_scores(dag, "synflow", log=True)
+    finite = np.concatenate([v.ravel() for v in logs.values()])
+    assert np.isfinite(finite).all()
+
+
+# ---------------------------------------------------------- backends agree
+@pytest.mark.parametrize(("method", "variant"), VARIANTS)
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_graph_and_autograd_backends_give_identical_masks(net, method, variant):
+    model = NETS[net]()
+    for density in (0.2, 0.02):
+        graph = select(method, model, density, **opts(method, variant, iterations=25))
+        auto = select(
+            method, model, density, **opts(method, variant, iterations=25, backend="autograd")
+        )
+        assert graph == auto, (net, density)
+        assert graph.n_kept == target_count(pathnet.to_dag(model), density)
+
+
+def reference_synflow(dag, density, iterations, method, variant):
+    """The schedule done the slow, obvious way: full scores of the masked DAG, top-k."""
+    power = 2 if variant == "gebhart" else 1
+    mask = None
+    for k in schedule(dag.n_params, dag.n_present, density, iterations):
+        d = dag if mask is None else dag.with_mask(mask)
+        alive = present_indices(d)
+        if k >= alive.size:
+            continue
+        s = flatten_scores(d, synflow_scores(d, method, variant=variant or "phew", log=True))
+        w = flatten_scores(d, {b.param: np.abs(b.values) for b in d.blocks if b.param})
+        with np.errstate(divide="ignore"):
+            secondary = power * np.log(w.astype(np.float64))
+        mask = mask_from_global(d, alive[top_k(s[alive], k, secondary[alive])])
+    return mask
+
+
+@pytest.mark.parametrize("path", ["bracket", "fallback", "undo"])
+@pytest.mark.parametrize(("method", "variant"), VARIANTS)
+def test_fast_graph_backend_equals_obvious_loop(monkeypatch, path, method, variant):
+    # small thresholds so that a small net takes the bracketed path (or always falls back,
+    # or brackets too high, kills too many, undoes the kills and falls back)
+    monkeypatch.setattr(synflow, "_BRACKET_MIN", 64)
+    monkeypatch.setattr(synflow, "_SAMPLE", 1 << 10 if path != "fallback" else 16)
+    undone = []
+    if path == "undo":
+        sample, revive = synflow.slot_sample, synflow.slot_revive
+        monkeypatch.setattr(synflow, "slot_sample", lambda *a: sample(*a) + 3.0)
+        monkeypatch.setattr(synflow, "slot_revive", lambda *a: undone.append(revive(*a)))
+    model = seeded(CircRes(), seed=5)
+    dag = pathnet.to_dag(model)
+    for density in (0.3, 0.03):
+        fast = select(method, dag, density, **opts(method, variant, iterations=12))
+        assert fast == reference_synflow(dag, density, 12, method, variant)
+    assert bool(undone) == (path == "undo")
+
+
+@pytest.mark.slow
+def test_vgg16_circular_padding_backends_agree():
+    model = models.vgg16(seed=0)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.padding_mode = "circular"
+    graph = select("synflow_l2", model, 0.01, iterations=4)
+    auto = select("synflow_l2", model, 0.01, iterations=4, backend="autograd")
+    assert graph == auto
+
+
+@pytest.mark.slow
+def test_resnet20_circular_padding_backends_agree_without_bn_eps():
+    # identity shortcuts skip two BatchNorms, whose eval-mode 1/sqrt(1 + eps) the DAG
+    # does not model; with eps = 0 and circular padding the backends agree exactly
+    model = models.resnet20(seed=0)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.padding_mode = "circular"
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps = 0.0
+    graph = select("synflow_l2", model, 0.05, iterations=10)
+    assert graph == select("synflow_l2", model, 0.05, iterations=10, backend="autograd")
+
+
+# ------------------------------------------------------ counts and contract
+@pytest.mark.parametrize(("method", "variant"), VARIANTS)
+def test_exact_count_schedule_and_determinism(method, variant):
+    model = models.lenet5(seed=1)
+    dag = pathnet.to_dag(model)
+    for density, iterations in [(0.5, 1), (0.1, 7), (0.013, 30), (1.0, 3)]:
+        a = select(method, dag, density, **opts(method, variant, iterations=iterations))
+        b = select(method, model, density, **opts(method, variant, iterations=iterations))
+        assert a == b
+        assert a.n_kept == target_count(dag, density)
+    assert schedule(1000, 1000, 0.1, 4) == [562, 316, 177, 100]
+    assert schedule(1000, 500, 0.1, 3)[0] == 464  # never more than what is present
+
+
+@pytest.mark.parametrize("mode", ["parametrize", "prune", "hard"])
+def test_existing_mask_is_respected(rng, mode):
+    model = models.mlp([20, 16, 8], seed=2)
+    keep = {
+        n: torch.from_numpy(rng.random(tuple(p.shape)) < 0.5)
+        for n, p in pathnet.prunable_parameters(model).items()
+    }
+    masked = pathnet.apply_mask(copy.deepcopy(model), pathnet.Mask(keep), mode=mode)
+    for backend in ("graph", "autograd"):
+        m = select("synflow_l2", masked, 0.1, iterations=10, backend=backend)
+        assert m.n_kept == int(0.1 * 16 * 28)
+        assert all(not (m[n] & ~keep[n]).any() for n in keep)
+    assert select("synflow_l2", masked, 0.1, iterations=10) == select(
+        "synflow_l2", masked, 0.1, iterations=10, backend="autograd"
+    )
+    # the masked model still works: scoring a copy must not unregister anything
+    assert masked(torch.ones(2, 20)).shape == (2, 8)
+    assert pathnet.to_dag(masked).n_present == sum(int(k.sum()) for k in keep.values())
+
+
+@pytest.mark.parametrize("backend", ["graph", "autograd"])
+def test_model_is_not_modified(backend):
+    model = models.resnet20(seed=0)
+    model.train()
+    model.layer1[0].conv1.weight.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    select("synflow_l2", model, 0.1, iterations=2, backend=backend)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+    assert all(p.grad is None for p in model.parameters())
+    assert model.training and all(m.training for m in model.modules())
+
+
+def test_errors_are_clear():
+    model = models.mlp([6, 5, 3], seed=0)
+    dag = pathnet.to_dag(model)
+    with pytest.raises(ValueError, match="needs the torch model"):
+        select("synflow", dag, 0.5, backend="autograd")
+    with pytest.raises(ValueError, match="backend must be"):
+        select("synflow", model, 0.5, backend="gpu")
+    with pytest.raises(ValueError, match="variant must be"):
+        select("synflow_l2", model, 0.5, variant="l2")
+    with pytest.raises(ValueError, match="iterations must be >= 1"):
+        select("synflow", model, 0.5, iterations=0)
+    with pytest.raises(TypeError, match="iterations must be an int"):
+        select("synflow", model, 0.5, iterations=2.5)
+    with pytest.raises(ValueError, match="keeps none"):
+        select("synflow", model, 0.001)
+    with pytest.raises(ValueError, match="density must be in"):
+        select("synflow", model, 1.5)
+
+
+# ----------------------------------------------------------------- bottleneck
+def min_width_fraction(dag, mask) -> tuple[float, int]:
+    """Smallest fraction (and count) of a hidden group's units on a complete path."""
+    d = dag.with_mask(mask)
+    f, b = forward_log(d, p=0), backward_log(d, p=0)
+    widths = [
+        (int(((fv.values > 0) & (bv.values > 0)).sum()), g.size)
+        for g, fv, bv in zip(d.groups, f, b)
+        if g.kind in ("hidden", "sum")
+    ]
+    active, size = min(widths, key=lambda w: w[0] / w[1])
+    return active / size, min(a for a, _ in widths)
+
+
+def phew_registered() -> bool:
+    return importlib.util.find_spec("pathnet.select.phew") is not None
+
+
+needs_phew = pytest.mark.skipif(not phew_registered(), reason="PHEW is not written yet")
+
+
+def assert_bottleneck(name: str, density: float, iterations: int) -> None:
+    model = models.build(name, seed=0)
+    dag = pathnet.to_dag(model)
+    l2 = min_width_fraction(dag, select("synflow_l2", dag, density, iterations=iterations))
+    phew = min_width_fraction(dag, select("phew", dag, density, seed=0))
+    assert l2[0] < phew[0], (name, density, l2, phew)
+    assert l2[1] <= phew[1], (name, density, l2, phew)
+
+
+@needs_phew
+def test_synflow_l2_is_narrower_than_phew_fast():
+    assert_bottleneck("resnet20", 0.05, iterations=20)
+
+
+@needs_phew
+@pytest.mark.slow
+@pytest.mark.parametrize("density", [0.05, 0.02])
+@pytest.mark.parametrize("name", ["vgg16", "resnet20"])
+def test_synflow_l2_is_narrower_than_phew(name, density):
+    assert_bottleneck(name, density, iterations=100)
+
+
+# ------------------------------------------------- nested schedule (pathnet reproduce)
+@pytest.mark.parametrize("method", ["synflow", "synflow_l2"])
+def test_nested_single_density_equals_synflow(method):
+    from pathnet.select.synflow import synflow_nested
+
+    model = models.lenet5(seed=2)
+    dag = pathnet.to_dag(model)
+    (nested,) = synflow_nested(dag, [0.05], method=method, iterations=12)
+    assert nested == pathnet.select(method, dag, 0.05, iterations=12)
+
+
+def test_nested_masks_record_one_schedule():
+    from pathnet.select import synflow as S
+
+    dag = pathnet.to_dag(models.resnet20(seed=1))
+    densities = [0.5, 0.02, 0.1]
+    masks = S.synflow_nested(dag, densities, method="synflow_l2", iterations=15)
+    counts = [int(d * dag.n_params) for d in densities]
+    assert [m.n_kept for m in masks] == counts
+    # the same schedule run separately and stopped at each checkpoint gives the same mask
+    keep = sorted(
+        set(S.schedule(dag.n_params, dag.n_present, 0.02, 15)) | set(counts), reverse=True
+    )
+    kind = S._Kind.of("synflow_l2", "phew")
+    for mask, k in zip(masks, counts):
+        gidx = S._run_graph(dag, kind, [s for s in keep if s >= k])
+        assert mask == S.mask_from_global(dag, gidx)
+    # nested: every lower-density mask inside the higher ones
+    lo, mid, hi = masks[1], masks[2], masks[0]
+    for name in lo:
+        assert bool((lo[name] <= mid[name]).all() and (mid[name] <= hi[name]).all())
