@@ -32,7 +32,6 @@ GroupKind = Literal["input", "hidden", "sum", "output"]
 BlockKind = Literal["linear", "conv", "identity"]
 
 _GROUP_KINDS = ("input", "hidden", "sum", "output")
-_SPARSE_BELOW = 0.25  # masks keeping at most this fraction take the sparse reduction
 _BLOCK_KINDS = ("linear", "conv", "identity")
 
 
@@ -167,67 +166,38 @@ class EdgeBlock:
 
     # -------------------------------------------------------- derived matrices
     @cached_property
-    def _edge_layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """Present edges and how to sum element quantities onto them.
+    def _sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One pass over the elements: per present edge, (multiplicity, sum |w|, sum w^2),
+        with the CSR ``indices`` and ``indptr`` of the present edges."""
+        from pathnet._kernels.edges import edge_sums
 
-        Returns ``(cols, indptr, starts_or_edges, idx)``: the CSR column indices and
-        row pointer of the present edges, and either (sparse masks, ``idx`` given)
-        the positions in ``idx`` where each edge's unmasked elements start, or
-        (dense) the flat ``j * n_in + i`` index of each present edge.
-        """
         assert self.values is not None
         n_out, n_in, n_elem = self.values.shape
+        vals = self.values.reshape(n_out * n_in, n_elem)
         em = self.element_mask
-        if em is not None and self.n_present <= _SPARSE_BELOW * self.values.size:
-            idx = np.flatnonzero(em.reshape(-1))  # sorted, so grouped by edge
-            edge = idx // n_elem
-            first = np.ones(len(edge), dtype=bool)
-            first[1:] = edge[1:] != edge[:-1]
-            starts = np.flatnonzero(first)
-            edges = edge[starts]
-            key: np.ndarray = starts
-            sparse_idx: np.ndarray | None = idx
+        mask = em.reshape(n_out * n_in, n_elem) if em is not None else np.ones((1, 1), bool)
+        mult = np.empty(n_out * n_in)
+        s1 = np.empty(n_out * n_in)
+        s2 = np.empty(n_out * n_in)
+        edge_sums(vals, mask, em is not None, mult, s1, s2)
+        if em is None:
+            edges = np.arange(n_out * n_in, dtype=np.int64)
         else:
-            present = np.ones((n_out, n_in), dtype=bool) if em is None else em.any(axis=2)
-            edges = np.flatnonzero(present)
-            key, sparse_idx = edges, None
+            edges = np.flatnonzero(mult)
+            mult, s1, s2 = mult[edges], s1[edges], s2[edges]
         rows = edges // n_in
         cols = (edges - rows * n_in).astype(np.int64)
         indptr = np.zeros(n_out + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=n_out), out=indptr[1:])
-        return cols, indptr, key, sparse_idx
+        return mult, s1, s2, cols, indptr
 
     def _edge_sums(self, p: int) -> sp.csr_matrix:
         """Per-edge sums of ``|w|**p`` over unmasked elements, as CSR (n_out x n_in).
 
         The structure holds exactly the edges with at least one unmasked element.
-        Sparse masks (at most 25% kept) sum only the kept elements.
         """
-        assert self.values is not None
-        cols, indptr, key, idx = self._edge_layout
-        n_elem = self.values.shape[2]
-        if idx is not None:  # sparse: reduce the kept elements edge by edge
-            if p == 0:
-                data = np.diff(np.append(key, len(idx))).astype(np.float64)
-            else:
-                v = self.values.reshape(-1)[idx].astype(np.float64)
-                v = np.abs(v) if p == 1 else v * v
-                data = np.add.reduceat(v, key) if len(key) else np.zeros(0)
-        else:
-            em = self.element_mask
-            if p == 0:
-                per = (
-                    np.full(self.shape, float(n_elem))
-                    if em is None
-                    else em.sum(axis=2, dtype=np.float64)
-                )
-            else:
-                v = self.values.astype(np.float64)
-                v = np.abs(v, out=v) if p == 1 else np.multiply(v, v, out=v)
-                if em is not None:
-                    v *= em
-                per = v.sum(axis=2)
-            data = per.reshape(-1)[key]
+        mult, s1, s2, cols, indptr = self._sums
+        data = (mult, s1, s2)[p]
         return sp.csr_matrix((data, cols, indptr), shape=self.shape)
 
     @cached_property
