@@ -126,6 +126,8 @@ def select_all(
     PHEW and its random-paths ablation walk once (:func:`pathnet.select.phew.phew_nested`:
     each mask equals a separate call); SynFlow and SynFlow-L2 prune along one
     schedule through every density (:func:`pathnet.select.synflow.synflow_nested`);
+    random, ERK and magnitude draw or sort once
+    (:func:`pathnet.select.baselines.baseline_nested`, equal to separate calls);
     other methods are called once per density.
     """
     from pathnet.select import select
@@ -142,6 +144,10 @@ def select_all(
         from pathnet.select.synflow import synflow_nested
 
         masks = synflow_nested(dag, densities, method=method, model=model, **options)
+    elif method in ("random", "random_global", "erk", "magnitude") and not options:
+        from pathnet.select.baselines import baseline_nested
+
+        masks = baseline_nested(method, dag, list(densities), seed=seed)
     else:
         masks = [select(method, dag, d, seed=seed, **options) for d in densities]
     return masks, time.perf_counter() - t

@@ -275,3 +275,16 @@ def test_model_is_not_modified(method):
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
     assert all(p.grad is None for p in model.parameters())
     assert all(m.training for m in model.modules())
+
+
+@pytest.mark.parametrize("method", ["random", "random_global", "erk", "magnitude"])
+def test_nested_baselines_equal_individual_calls(method):
+    from pathnet.select.baselines import baseline_nested
+
+    model = models.resnet20(seed=4)
+    with torch.no_grad():  # ties for magnitude: equal |w| in one layer
+        model.fc.weight[:, :8] = 0.125
+    dag = pathnet.to_dag(model)
+    densities = [0.3, 0.02, 0.1]
+    for d, mask in zip(densities, baseline_nested(method, dag, densities, seed=9)):
+        assert mask == pathnet.select(method, dag, d, seed=9), (method, d)

@@ -372,3 +372,55 @@ def grasp(
         grasp_scores(dag, model, data, temperature=temperature, train_mode=train_mode),  # type: ignore[arg-type]
     )
     return keep_top(dag, -scores, m)
+
+
+# ------------------------------------------------------------ several densities at once
+def baseline_nested(
+    method: str, dag: LayeredDAG, densities: list[float], *, seed: SeedLike = None
+) -> list[Mask]:
+    """Masks of ``random``, ``random_global``, ``erk`` or ``magnitude`` at several densities.
+
+    Each returned mask equals ``select(method, dag, d, seed=seed)``: the random
+    methods draw the same per-layer (or global) permutation whatever the density
+    and keep a prefix of it, and magnitude keeps a prefix of one total order
+    (larger ``|w|`` first, ties to the lower global index). Drawing or sorting
+    once serves every density.
+    """
+    counts = [target_count(dag, d) for d in densities]
+    if method == "magnitude":
+        alive = present_indices(dag)
+        scores = np.concatenate(
+            [
+                np.abs(b.values.astype(np.float64)).ravel()
+                for b in dag.blocks
+                if b.values is not None
+            ]
+        )[alive]
+        order = alive[np.argsort(-scores, kind="stable")]
+        return [mask_from_global(dag, order[:m]) for m in counts]
+    if method == "random_global":
+        alive = present_indices(dag)
+        perm = alive[make_rng(seed).permutation(alive.size)]
+        return [mask_from_global(dag, perm[:m]) for m in counts]
+    if method not in ("random", "erk"):
+        raise ValueError(
+            "pathnet.select.baseline_nested: method must be 'random', 'random_global', 'erk' "
+            f"or 'magnitude', got {method!r}"
+        )
+    per_density = [
+        layer_counts(dag, d) if method == "random" else erk_counts(dag, d) for d in densities
+    ]
+    rng = make_rng(seed)
+    off = block_offsets(dag)
+    perms: dict[int, np.ndarray] = {}
+    for b in per_density[0]:  # same blocks, same order, as _uniform_in_layers
+        block = dag.blocks[b]
+        if block.element_mask is None:
+            pool = np.arange(block.n_params, dtype=np.int64)
+        else:
+            pool = np.flatnonzero(block.element_mask.ravel()).astype(np.int64)
+        perms[b] = pool[rng.permutation(pool.size)] + off[b]
+    return [
+        mask_from_global(dag, np.concatenate([perms[b][:k] for b, k in c.items()]))
+        for c in per_density
+    ]
