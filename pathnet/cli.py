@@ -27,6 +27,8 @@ def _model(name: str, num_classes: int | None = None, seed: int | None = None) -
 
     kwargs: dict[str, Any] = {}
     if num_classes is not None:
+        if num_classes < 1:
+            raise UserError(f"--num-classes must be a positive integer, got {num_classes}")
         kwargs["num_classes"] = num_classes
     if seed is not None:
         kwargs["seed"] = seed
@@ -91,14 +93,19 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    import pathnet
+    from pathnet.select import select
 
     density = _density(args)
     model = _model(args.model, args.num_classes, seed=args.seed)
     options = _parse_options(args.option)
+    if Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a folder; expected a mask file name such as mask.npz")
     if args.data:
         options["data"] = _data_batch(args.data, args.model, args.seed)
-    mask = pathnet.select(args.method, model, density, seed=args.seed, **options)
+    try:
+        mask = select(args.method, model, density, seed=args.seed, **options)
+    except TypeError as exc:  # an unknown --option, or one of the wrong type
+        raise UserError(str(exc)) from None
     mask.meta["model_seed"] = args.seed
     path = mask.save(args.out)
     print(mask.table())
@@ -317,11 +324,18 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line, ``PROG: error: ...``, exit status 2."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pathnet import __version__
     from pathnet.reproduce import DEFAULT_METHODS
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="pathnet",
         description="Neural networks as layered DAGs of paths: PHEW, SynFlow-L2, path analysis.",
     )
@@ -447,14 +461,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a one-line usage error
+        return exc.code if isinstance(exc.code, int) else 2
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
     except KeyboardInterrupt:
         print(f"pathnet {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (UserError, ValueError, OSError, KeyError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not str(exc).startswith("pathnet"):
+            raise  # not one of pathnet's own messages: keep the traceback
         msg = str(exc).strip("'\"") if isinstance(exc, KeyError) else str(exc)
         print(f"pathnet {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -109,6 +109,12 @@ def metric_vs_density(
             ax.plot(100 * d, mean, marker=st["marker"], ms=4, color=st["color"], label=st["label"])
             ax.fill_between(100 * d, lo, hi, color=st["color"], alpha=0.2, lw=0)
         ax.set_xscale("log")
+        shown = [100 * _num(r["density"]) for r in sub]
+        ticks = [
+            t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if min(shown) <= t <= max(shown)
+        ]
+        if ticks:
+            ax.set_xticks(ticks)
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}%"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("density (% of weights kept, log scale)")

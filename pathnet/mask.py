@@ -224,7 +224,7 @@ class Mask(Mapping[str, torch.Tensor]):
         try:
             with np.load(path, allow_pickle=False) as npz:
                 header = json.loads(bytes(npz["header"]).decode())
-                if header.get("format") != _FORMAT:
+                if not isinstance(header, dict) or header.get("format") != _FORMAT:
                     raise MaskFileError(
                         f"pathnet.Mask.load: {str(path)!r} is not a pathnet mask file"
                     )
@@ -233,8 +233,21 @@ class Mask(Mapping[str, torch.Tensor]):
                         f"pathnet.Mask.load: {str(path)!r} has format version "
                         f"{header['version']}; this pathnet reads up to {_VERSION}"
                     )
+                params, meta = header.get("params"), header.get("meta") or {}
+                if not isinstance(params, dict) or not isinstance(meta, dict):
+                    raise MaskFileError(
+                        f"pathnet.Mask.load: {str(path)!r} has a damaged header: expected "
+                        "'params' and 'meta' to be JSON objects"
+                    )
                 masks = {}
-                for k, (name, shape) in enumerate(header["params"].items()):
+                for k, (name, shape) in enumerate(params.items()):
+                    if not isinstance(shape, list) or not all(
+                        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
+                    ):
+                        raise MaskFileError(
+                            f"pathnet.Mask.load: entry for {name!r} in {str(path)!r} has shape "
+                            f"{shape!r}; expected a list of non-negative integers"
+                        )
                     packed = npz[f"param{k}"]
                     if packed.dtype != np.uint8:
                         raise MaskFileError(
@@ -247,8 +260,9 @@ class Mask(Mapping[str, torch.Tensor]):
                             f"pathnet.Mask.load: entry for {name!r} in {str(path)!r} holds "
                             f"{packed.size} bytes, expected {(n + 7) // 8} for shape {shape}"
                         )
-                    bits = np.unpackbits(packed, count=n).astype(bool)
+                    bits = np.unpackbits(packed.ravel(), count=n).astype(bool)
                     masks[name] = torch.from_numpy(bits.reshape(shape))
+                mask = cls(masks, meta=meta)
         except MaskFileError:
             raise
         except (
@@ -265,7 +279,6 @@ class Mask(Mapping[str, torch.Tensor]):
                 f"pathnet.Mask.load: cannot read {str(path)!r} as a pathnet mask "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
-        mask = cls(masks, meta=header.get("meta") or {})
         if model is not None:
             mask.check(model)
         return mask

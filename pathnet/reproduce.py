@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -119,7 +120,12 @@ def analyze_masked(dag: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def select_all(
-    method: str, dag: Any, model: Any, densities: Sequence[float], seed: int, options: dict[str, Any]
+    method: str,
+    dag: Any,
+    model: Any,
+    densities: Sequence[float],
+    seed: int,
+    options: dict[str, Any],
 ) -> tuple[list[Any], float]:
     """Masks of ``method`` at every density, and the seconds spent selecting.
 
@@ -195,25 +201,49 @@ def reproduce(
     tasks = [(m, s, meth) for m in config.models for s in config.seeds for meth in config.methods]
     # biggest first, so the pool ends together
     tasks.sort(key=lambda t: (t[0] != "vgg16", t[2] not in ("synflow", "synflow_l2")))
+    accuracy_note = _accuracy_available() if config.accuracy else ""
+    acc_tasks = []
+    if config.accuracy and not accuracy_note:
+        acc_tasks = [
+            (meth, d, s)
+            for meth in config.accuracy_methods
+            for d in config.accuracy_densities
+            for s in config.seeds
+        ]
     results: list[dict[str, Any]] = []
     widths: list[dict[str, Any]] = []
-    bar = tqdm(total=len(tasks), desc="reproduce", unit="task", disable=not progress)
+    accuracy_rows: list[dict[str, Any]] = []
+    bar = tqdm(
+        total=len(tasks) + len(acc_tasks), desc="reproduce", unit="task", disable=not progress
+    )
+
+    def take(part: dict[str, Any], label: str) -> None:
+        if "test_acc" in part:
+            accuracy_rows.append(part)
+        else:
+            results.extend(part["results"])
+            widths.extend(part["widths"])
+        bar.set_postfix_str(label)
+        bar.update()
+
     if config.workers > 1:
-        with ProcessPoolExecutor(max_workers=config.workers) as pool:
-            futures = {pool.submit(_task, *t, config): t for t in tasks}
+        # spawn, not fork: a forked child of a process with OpenMP threads can hang
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=config.workers, mp_context=ctx) as pool:
+            futures = {pool.submit(_task, *t, config): "/".join(map(str, t)) for t in tasks}
+            futures.update(
+                {
+                    pool.submit(_accuracy_task, *t, config): "fmnist/" + "/".join(map(str, t))
+                    for t in acc_tasks
+                }
+            )
             for fut in as_completed(futures):
-                part = fut.result()
-                results += part["results"]
-                widths += part["widths"]
-                m, s, meth = futures[fut]
-                bar.set_postfix_str(f"{m}/{meth}/seed{s} {part['seconds']:.1f}s")
-                bar.update()
+                take(fut.result(), futures[fut])
     else:
         for t in tasks:
-            part = _task(*t, config)
-            results += part["results"]
-            widths += part["widths"]
-            bar.update()
+            take(_task(*t, config), "/".join(map(str, t)))
+        for t in acc_tasks:
+            take(_accuracy_task(*t, config), "fmnist/" + "/".join(map(str, t)))
     bar.close()
     order = {m: k for k, m in enumerate(config.methods)}
     results.sort(key=lambda r: (r["model"], order[r["method"]], -r["density"], r["seed"]))
@@ -258,21 +288,18 @@ def reproduce(
             metric_is_log10=True,
         )
     )
-    accuracy_rows: list[dict[str, Any]] = []
-    accuracy_note = ""
-    if config.accuracy:
-        accuracy_rows, accuracy_note = _accuracy(config, progress=progress)
-        if accuracy_rows:
-            written.append(write_csv(accuracy_rows, out / "reproduce_accuracy.csv"))
-            written.append(
-                figures.accuracy_vs_density(
-                    [{**r, "model": "mlp-fashion-mnist"} for r in accuracy_rows],
-                    out / "accuracy_vs_density.png",
-                    title=f"Fashion-MNIST, {config.accuracy_epochs} epoch(s)",
-                )
+    if accuracy_rows:
+        accuracy_rows.sort(key=lambda r: (r["method"], -r["density"], r["seed"]))
+        written.append(write_csv(accuracy_rows, out / "reproduce_accuracy.csv"))
+        written.append(
+            figures.accuracy_vs_density(
+                [{**r, "model": "mlp-fashion-mnist"} for r in accuracy_rows],
+                out / "accuracy_vs_density.png",
+                title=f"Fashion-MNIST, {config.accuracy_epochs} epoch(s)",
             )
-        else:
-            log(accuracy_note)
+        )
+    elif accuracy_note:
+        log(accuracy_note)
     elapsed = time.perf_counter() - t0
     report = _report(results, accuracy_rows, accuracy_note, config, elapsed)
     from pathnet.mask import atomic_write_bytes
@@ -284,51 +311,59 @@ def reproduce(
     return {"results": results, "widths": widths, "accuracy": accuracy_rows, "paths": written}
 
 
-def _accuracy(config: ReproduceConfig, *, progress: bool) -> tuple[list[dict[str, Any]], str]:
-    """Train the Fashion-MNIST MLP under each method's mask, if the data is found."""
-    try:
-        from pathnet.train import data as data_mod
-        from pathnet.train import fit
-    except ImportError as exc:  # pragma: no cover - training stack missing
-        return [], f"accuracy figure skipped: training stack unavailable ({exc})"
-    try:
-        train = data_mod.load_dataset("fashion-mnist", "train")
-        test = data_mod.load_dataset("fashion-mnist", "test")
+def _accuracy_task(
+    method: str, density: float, seed: int, config: ReproduceConfig
+) -> dict[str, Any]:
+    """Train the Fashion-MNIST MLP under one mask. Runs in a worker process."""
+    import torch
+
+    import pathnet
+    from pathnet.select import select
+    from pathnet.train import fit
+
+    torch.set_num_threads(1 if config.workers > 1 else torch.get_num_threads())
+    train, test = _fashion_mnist()
+    model = pathnet.models.mlp(seed=seed)
+    mask = select(method, model, density, seed=seed, **config.method_options(method))
+    result = fit(model, mask, train, test, epochs=config.accuracy_epochs, seed=seed, progress=False)
+    return {
+        "model": "mlp",
+        "method": method,
+        "density": density,
+        "seed": seed,
+        "test_acc": result.final["test_acc"],
+    }
+
+
+_DATA_CACHE: dict[str, Any] = {}
+
+
+def _fashion_mnist() -> tuple[Any, Any]:
+    from pathnet.train import data as data_mod
+
+    if "fmnist" not in _DATA_CACHE:
+        _DATA_CACHE["fmnist"] = (
+            data_mod.load_dataset("fashion-mnist", "train"),
+            data_mod.load_dataset("fashion-mnist", "test"),
+        )
+    return _DATA_CACHE["fmnist"]
+
+
+def _accuracy_available() -> str:
+    """An empty string when Fashion-MNIST is found, else the one-line reason."""
+    from pathnet.train import data as data_mod
+
+    try:  # look for the files only: the parent process must not start torch's threads
+        data_mod.find_dataset("fashion-mnist", "train")
+        data_mod.find_dataset("fashion-mnist", "test")
     except data_mod.DatasetError as exc:
         first = str(exc).splitlines()[0]
-        return [], (
+        return (
             "accuracy figure skipped: Fashion-MNIST not found "
             f"({first}); install it with `apt-get install dataset-fashion-mnist` "
             "or set PATHNET_DATA"
         )
-    import pathnet
-    from pathnet.select import select
-
-    rows = []
-    from tqdm.auto import tqdm
-
-    grid = [
-        (m, d, s)
-        for m in config.accuracy_methods
-        for d in config.accuracy_densities
-        for s in config.seeds
-    ]
-    for method, density, seed in tqdm(grid, desc="fashion-mnist", disable=not progress):
-        model = pathnet.models.mlp(seed=seed)
-        mask = select(method, model, density, seed=seed, **config.method_options(method))
-        result = fit(
-            model, mask, train, test, epochs=config.accuracy_epochs, seed=seed, progress=False
-        )
-        rows.append(
-            {
-                "model": "mlp",
-                "method": method,
-                "density": density,
-                "seed": seed,
-                "test_acc": result["final"]["test_acc"],
-            }
-        )
-    return rows, ""
+    return ""
 
 
 def _report(

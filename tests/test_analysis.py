@@ -338,9 +338,7 @@ HARD_MASK_UNSEEN = pytest.mark.xfail(
 )
 
 
-@pytest.mark.parametrize(
-    "mode", ["parametrize", "prune", "hard"]
-)
+@pytest.mark.parametrize("mode", ["parametrize", "prune", "hard"])
 def test_trace_of_a_masked_model_leaves_it_unchanged(mode):
     model = circular(scramble(models.resnet20(seed=0), 0)).train()
     keep = as_mask(random_keep(model, 0.2, np.random.default_rng(0)))

@@ -226,7 +226,10 @@ class _Builder:
                     f"pathnet.to_dag: Linear {path!r} receives a tensor of per-sample shape "
                     f"{x.shape}; only (N, features) inputs are supported (flatten first)"
                 )
-            self._fix_input_mode(x, "features" if x.per_unit == 1 else "channels", path)
+            # The raw input flattened is read per feature (pixel); an input pooled per
+            # channel (e.g. to 1x1) and flattened is still read per channel.
+            features = x.per_unit == 1 and x.shape[0] == math.prod(self.input_shape)
+            self._fix_input_mode(x, "features" if features else "channels", path)
             src = self.materialize(x)
             n_in = self.groups[src]["size"]
             k_shape = (x.per_unit,) if x.per_unit > 1 else ()
@@ -383,6 +386,8 @@ def to_dag(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> Laye
                 "pass input_shape=(channels, height, width) or (features,)"
             )
     try:
+        if any(int(s) != s for s in input_shape):  # 2.5 would silently become 2
+            raise ValueError
         input_shape = tuple(int(s) for s in input_shape)
     except (TypeError, ValueError):
         raise ValueError(
@@ -575,20 +580,39 @@ def _reshape(
 def _propagate_shapes(
     gm: torch.fx.GraphModule, model: nn.Module, input_shape: tuple[int, ...]
 ) -> None:
+    import contextlib
+    import io
+
     from torch.fx.passes.shape_prop import ShapeProp
+
+    class _Prop(ShapeProp):  # remembers the node that failed
+        node: torch.fx.Node | None = None
+
+        def run_node(self, n: torch.fx.Node) -> Any:
+            self.node = n
+            return super().run_node(n)
 
     first = next(iter(model.parameters()), None)
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
     device = first.device if first is not None else torch.device("cpu")
     flags = {m: m.training for m in model.modules()}
+    prop = _Prop(gm)
     try:
         model.eval()
-        with torch.no_grad():
-            ShapeProp(gm).propagate(torch.zeros((2, *input_shape), dtype=dtype, device=device))
+        # ShapeProp prints a traceback of its own before raising; the error below says it all.
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+            prop.propagate(torch.zeros((2, *input_shape), dtype=dtype, device=device))
     except Exception as exc:
+        cause: BaseException = exc
+        while cause.__cause__ is not None:  # ShapeProp wraps the error torch raised
+            cause = cause.__cause__
+        where = ""
+        if prop.node is not None and prop.node.op not in ("placeholder", "output"):
+            desc, op = _describe(prop.node, dict(model.named_modules()))
+            where = f" at {desc} ({op})"
         raise ValueError(
-            f"pathnet.to_dag: input_shape {input_shape} does not fit {type(model).__name__}: "
-            f"{type(exc).__name__}: {exc}"
+            f"pathnet.to_dag: input_shape {input_shape} does not fit {type(model).__name__}"
+            f"{where}: {type(cause).__name__}: {str(cause).strip().splitlines()[0]}"
         ) from exc
     finally:
         for m, flag in flags.items():

@@ -198,6 +198,16 @@ class EdgeBlock:
         """
         mult, s1, s2, cols, indptr = self._sums
         data = (mult, s1, s2)[p]
+        if p and not np.isfinite(data).all():
+            assert self.values is not None
+            em = self.element_mask
+            present = self.values if em is None else self.values[em]
+            bad = int(np.count_nonzero(~np.isfinite(present)))
+            if bad:  # to_dag refuses these; a DAG built or edited by hand may hold them
+                raise ValueError(
+                    f"pathnet.EdgeBlock {self.param!r}: holds {bad} NaN/Inf values; sums of "
+                    "path products need finite weights"
+                )
         return sp.csr_matrix((data, cols, indptr), shape=self.shape)
 
     @cached_property

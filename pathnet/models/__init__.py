@@ -56,6 +56,20 @@ def _seeded(seed: int | None) -> torch.Generator | None:
     return torch.Generator().manual_seed(int(seed))
 
 
+def _init(make: Callable[[], nn.Module], seed: int | None) -> nn.Module:
+    """``make()`` with Kaiming-normal weights drawn from ``seed``.
+
+    With a seed, the global torch generator is left as it was (the modules' own default
+    initialisation, overwritten here, would otherwise draw from it).
+    """
+    if seed is None:
+        return kaiming_init(make())
+    generator = _seeded(seed)
+    with torch.random.fork_rng(devices=[]):
+        model = make()
+    return kaiming_init(model, generator=generator)
+
+
 class MLP(nn.Sequential):
     """Fully connected ReLU network ``sizes[0] -> ... -> sizes[-1]`` on flattened inputs."""
 
@@ -94,7 +108,7 @@ def mlp(
     """
     if input_shape is None and tuple(sizes) == (784, 300, 100, 10):
         input_shape = (1, 28, 28)
-    return kaiming_init(MLP(sizes, input_shape), generator=_seeded(seed))
+    return _init(lambda: MLP(sizes, input_shape), seed)
 
 
 class LeNet5(nn.Module):
@@ -124,7 +138,7 @@ class LeNet5(nn.Module):
 
 def lenet5(num_classes: int = 10, *, seed: int | None = None) -> nn.Module:
     """LeNet-5 for 1x28x28 inputs (padding 2 in the first conv, as for MNIST)."""
-    return kaiming_init(LeNet5(num_classes), generator=_seeded(seed))
+    return _init(lambda: LeNet5(num_classes), seed)
 
 
 _VGG_CFG: dict[str, list[int | str]] = {
@@ -168,7 +182,7 @@ class VGG(nn.Module):
 
 
 def _vgg(name: str, num_classes: int, batch_norm: bool, seed: int | None) -> nn.Module:
-    return kaiming_init(VGG(_VGG_CFG[name], num_classes, batch_norm), generator=_seeded(seed))
+    return _init(lambda: VGG(_VGG_CFG[name], num_classes, batch_norm), seed)
 
 
 def vgg11(num_classes: int = 10, batch_norm: bool = False, *, seed: int | None = None) -> nn.Module:
@@ -249,8 +263,7 @@ class ResNet(nn.Module):
 
 def _cifar_resnet(depth: int, num_classes: int, seed: int | None) -> nn.Module:
     n = (depth - 2) // 6
-    model = ResNet([n, n, n], [16, 32, 64], num_classes, (3, 32, 32))
-    return kaiming_init(model, generator=_seeded(seed))
+    return _init(lambda: ResNet([n, n, n], [16, 32, 64], num_classes, (3, 32, 32)), seed)
 
 
 def resnet20(num_classes: int = 10, *, seed: int | None = None) -> nn.Module:
@@ -270,8 +283,7 @@ def resnet56(num_classes: int = 10, *, seed: int | None = None) -> nn.Module:
 
 def resnet18(num_classes: int = 200, *, seed: int | None = None) -> nn.Module:
     """ResNet18 for 64x64 Tiny-ImageNet inputs (3x3 stem, no initial max pooling)."""
-    model = ResNet([2, 2, 2, 2], [64, 128, 256, 512], num_classes, (3, 64, 64))
-    return kaiming_init(model, generator=_seeded(seed))
+    return _init(lambda: ResNet([2, 2, 2, 2], [64, 128, 256, 512], num_classes, (3, 64, 64)), seed)
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {

@@ -724,6 +724,14 @@ def fit(
 
         end_epoch = epochs if stop_after is None else min(epochs, int(stop_after))
         summary = {"config": config, "device": str(dev)}
+        if saved is not None and out is not None:
+            # A run killed between its checkpoint and its metrics files left them one epoch
+            # behind; the checkpoint's history is complete, so write them from it.
+            _write_metrics(
+                out,
+                history,
+                {**summary, "epochs_completed": start_epoch, "completed": start_epoch == epochs},
+            )
         pbar = None
         if progress and start_epoch < end_epoch:
             from tqdm import tqdm
