@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/pathnet info vgg16
+	$(VENV)/bin/pathnet reproduce --out figures
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -n 2 -q

@@ -225,6 +225,37 @@ def cmd_imp(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_imp_similarity(args: argparse.Namespace) -> int:
+    from pathnet.graph import format_table
+    from pathnet.train.similarity import imp_similarity
+
+    rows = imp_similarity(
+        args.model,
+        args.dataset,
+        densities=tuple(args.densities),
+        methods=tuple(args.methods),
+        seeds=tuple(range(args.seeds)),
+        epochs_per_round=args.epochs,
+        out_dir=args.out,
+        data_root=args.data_root,
+        device=_device(args.device),
+        progress=not args.quiet,
+    )
+    overall = [r for r in rows if r["layer"] == "(all)"]
+    cols = [
+        "seed",
+        "imp_density",
+        "method",
+        "jaccard",
+        "jaccard_units",
+        "width_imp",
+        "width_method",
+    ]
+    print(format_table(overall, cols))
+    print(f"wrote {args.out}/imp_similarity.csv and its figures")
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from pathnet.reproduce import DEFAULT_DENSITIES, DEFAULT_METHODS, ReproduceConfig, reproduce
 
@@ -416,6 +447,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
     p.add_argument("--out", default="runs/imp", help="folder for the rounds (resumable)")
     p.set_defaults(func=cmd_imp)
+
+    p = sub.add_parser(
+        "imp-similarity",
+        help="compare PHEW, SynFlow-L2, SynFlow and random masks with IMP masks",
+    )
+    p.add_argument("model", nargs="?", default="mlp", help="zoo model name (default mlp)")
+    p.add_argument(
+        "--dataset", default="fashion-mnist", help="dataset name (default fashion-mnist)"
+    )
+    p.add_argument("--data-root", default=None, help="folder holding the dataset")
+    p.add_argument(
+        "--densities",
+        nargs="+",
+        type=float,
+        default=[0.1, 0.05, 0.02],
+        help="densities to match (default 0.1 0.05 0.02; the nearest IMP round is used)",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=["phew", "synflow_l2", "synflow", "random"],
+        help="methods compared with IMP",
+    )
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds (default 1)")
+    p.add_argument("--epochs", type=int, default=1, help="training epochs per IMP round")
+    _add_device(p)
+    p.add_argument(
+        "--out", default="figures/imp_similarity", help="output folder (IMP rounds are cached)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_imp_similarity)
 
     p = sub.add_parser(
         "reproduce",
