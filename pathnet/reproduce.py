@@ -383,6 +383,13 @@ def _report(
         f"{100 * min(config.densities):.3g}%; seeds {list(config.seeds)}; "
         f"SynFlow iterations {config.synflow_iterations}. Computed in {elapsed:.0f} s.",
         "",
+        "Selection shortcuts (each documented in pathnet.reproduce.select_all): PHEW, random",
+        "paths, random and magnitude masks at every density come from one walk sequence,",
+        "permutation or sort per seed and equal separate calls exactly; SynFlow and SynFlow-L2",
+        "prune along one exponential schedule from dense to the lowest density in",
+        f"{config.synflow_iterations} steps and record the mask at each density (so a mask at",
+        "density d had about n*log(d)/log(d_min) iterations at the same per-step rate).",
+        "",
         "Widths count units on at least one complete input->output path; the trace is",
         "Tr(Π) = Σ_k dR₂/d(θ_k²) with R₂ the sum over paths of squared path products.",
         "",
