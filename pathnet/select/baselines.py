@@ -131,19 +131,25 @@ def erk_counts(dag: LayeredDAG, density: float) -> dict[int, int]:
     return dict(zip(blocks, counts.tolist()))
 
 
-def _uniform_in_layers(dag: LayeredDAG, counts: dict[int, int], seed: SeedLike) -> Mask:
+def _layer_permutations(dag: LayeredDAG, blocks: Any, seed: SeedLike) -> dict[int, np.ndarray]:
+    """Per block (in the order given), the present elements' global indices in a
+    random order drawn from ``seed``; a prefix of length k is a uniform k-sample."""
     rng = make_rng(seed)
     off = block_offsets(dag)
-    chosen = []
-    for b, k in counts.items():
+    perms: dict[int, np.ndarray] = {}
+    for b in blocks:
         block = dag.blocks[b]
         if block.element_mask is None:
             pool = np.arange(block.n_params, dtype=np.int64)
         else:
             pool = np.flatnonzero(block.element_mask.ravel()).astype(np.int64)
-        pick = rng.permutation(pool.size)[:k]
-        chosen.append(pool[pick] + off[b])
-    return mask_from_global(dag, np.concatenate(chosen))
+        perms[b] = pool[rng.permutation(pool.size)] + off[b]
+    return perms
+
+
+def _uniform_in_layers(dag: LayeredDAG, counts: dict[int, int], seed: SeedLike) -> Mask:
+    perms = _layer_permutations(dag, counts, seed)
+    return mask_from_global(dag, np.concatenate([perms[b][:k] for b, k in counts.items()]))
 
 
 # ------------------------------------------------------------ data-free methods
@@ -410,16 +416,7 @@ def baseline_nested(
     per_density = [
         layer_counts(dag, d) if method == "random" else erk_counts(dag, d) for d in densities
     ]
-    rng = make_rng(seed)
-    off = block_offsets(dag)
-    perms: dict[int, np.ndarray] = {}
-    for b in per_density[0]:  # same blocks, same order, as _uniform_in_layers
-        block = dag.blocks[b]
-        if block.element_mask is None:
-            pool = np.arange(block.n_params, dtype=np.int64)
-        else:
-            pool = np.flatnonzero(block.element_mask.ravel()).astype(np.int64)
-        perms[b] = pool[rng.permutation(pool.size)] + off[b]
+    perms = _layer_permutations(dag, per_density[0], seed)  # as _uniform_in_layers draws
     return [
         mask_from_global(dag, np.concatenate([perms[b][:k] for b, k in c.items()]))
         for c in per_density
