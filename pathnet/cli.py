@@ -273,52 +273,23 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from pathnet import figures
-    from pathnet.reproduce import WIDTH_DENSITIES, read_csv
+    from pathnet.reproduce import draw_figures, read_csv
 
     folder = Path(args.dir)
     results_csv = folder / "reproduce_results.csv"
     if not results_csv.is_file():
         raise UserError(f"no {results_csv}; run `pathnet reproduce --out {folder}` first")
-    rows = read_csv(results_csv)
-    written = [
-        figures.metric_vs_density(
-            rows,
-            "log10_trace",
-            folder / "trace_vs_density.png",
-            ylabel="path-kernel trace Tr(Π) (log scale)",
-            title="path-kernel trace",
-            metric_is_log10=True,
-        ),
-        figures.metric_vs_density(
-            rows,
-            "effective_params",
-            folder / "effective_params_vs_density.png",
-            ylabel="effective parameters (on a complete path)",
-            title="effective parameters",
-            log_y=True,
-        ),
-        figures.metric_vs_density(
-            rows,
-            "log10_paths",
-            folder / "path_count_vs_density.png",
-            ylabel="input→output paths (log scale)",
-            title="number of paths",
-            metric_is_log10=True,
-        ),
-    ]
-    widths_csv = folder / "reproduce_widths.csv"
-    if widths_csv.is_file():
-        written.append(
-            figures.width_profile(
-                read_csv(widths_csv), folder / "widths.png", densities=WIDTH_DENSITIES
-            )
-        )
-    acc_csv = folder / "reproduce_accuracy.csv"
-    if acc_csv.is_file():
-        written.append(
-            figures.accuracy_vs_density(read_csv(acc_csv), folder / "accuracy_vs_density.png")
-        )
+
+    def rows(name: str) -> list[dict[str, str]]:
+        path = folder / name
+        return read_csv(path) if path.is_file() else []
+
+    written = draw_figures(
+        folder,
+        read_csv(results_csv),
+        rows("reproduce_widths.csv"),
+        rows("reproduce_accuracy.csv"),
+    )
     for p in written:
         print(f"wrote {p}")
     return 0

@@ -179,6 +179,52 @@ def _task(model_name: str, seed: int, method: str, config: ReproduceConfig) -> d
     return {"results": results, "widths": widths, "seconds": time.perf_counter() - t0}
 
 
+def draw_figures(
+    out: Path,
+    results: Sequence[dict[str, Any]],
+    widths: Sequence[dict[str, Any]],
+    accuracy: Sequence[dict[str, Any]] = (),
+    *,
+    accuracy_title: str = "Fashion-MNIST",
+) -> list[Path]:
+    """Draw the reproduction figures from its rows (as computed, or read back from CSV)."""
+    from pathnet import figures
+
+    written = []
+    present = {float(r["density"]) for r in results}
+    width_d = [d for d in WIDTH_DENSITIES if any(math.isclose(d, x) for x in present)]
+    if widths and width_d:
+        written.append(figures.width_profile(widths, out / "widths.png", densities=width_d))
+    for metric, name, ylabel, title, log_y in (
+        ("log10_trace", "trace_vs_density", "path-kernel trace Tr(Π) (log scale)",
+         "path-kernel trace", False),
+        ("effective_params", "effective_params_vs_density",
+         "effective parameters (on a complete path)", "effective parameters", True),
+        ("log10_paths", "path_count_vs_density", "input→output paths (log scale)",
+         "number of paths", False),
+    ):  # fmt: skip
+        written.append(
+            figures.metric_vs_density(
+                results,
+                metric,
+                out / f"{name}.png",
+                ylabel=ylabel,
+                title=title,
+                log_y=log_y,
+                metric_is_log10=metric.startswith("log10"),
+            )
+        )
+    if accuracy:
+        written.append(
+            figures.accuracy_vs_density(
+                [{**r, "model": "mlp-fashion-mnist"} for r in accuracy],
+                out / "accuracy_vs_density.png",
+                title=accuracy_title,
+            )
+        )
+    return written
+
+
 def reproduce(
     out_dir: str | os.PathLike[str] = "figures",
     config: ReproduceConfig | None = None,
@@ -191,8 +237,6 @@ def reproduce(
     Returns a dict with the result rows, the width rows and the paths written.
     """
     from tqdm.auto import tqdm
-
-    from pathnet import figures
 
     config = config or ReproduceConfig()
     out = Path(out_dir)
@@ -255,50 +299,17 @@ def reproduce(
         write_csv(results, out / "reproduce_results.csv"),
         write_csv(widths, out / "reproduce_widths.csv"),
     ]
-    width_d = [d for d in WIDTH_DENSITIES if any(math.isclose(d, x) for x in config.densities)]
-    if width_d:
-        written.append(figures.width_profile(widths, out / "widths.png", densities=width_d))
-    written.append(
-        figures.metric_vs_density(
-            results,
-            "log10_trace",
-            out / "trace_vs_density.png",
-            ylabel="path-kernel trace Tr(Π) (log scale)",
-            title="path-kernel trace",
-            metric_is_log10=True,
-        )
-    )
-    written.append(
-        figures.metric_vs_density(
-            results,
-            "effective_params",
-            out / "effective_params_vs_density.png",
-            ylabel="effective parameters (on a complete path)",
-            title="effective parameters",
-            log_y=True,
-        )
-    )
-    written.append(
-        figures.metric_vs_density(
-            results,
-            "log10_paths",
-            out / "path_count_vs_density.png",
-            ylabel="input→output paths (log scale)",
-            title="number of paths",
-            metric_is_log10=True,
-        )
-    )
     if accuracy_rows:
         accuracy_rows.sort(key=lambda r: (r["method"], -r["density"], r["seed"]))
         written.append(write_csv(accuracy_rows, out / "reproduce_accuracy.csv"))
-        written.append(
-            figures.accuracy_vs_density(
-                [{**r, "model": "mlp-fashion-mnist"} for r in accuracy_rows],
-                out / "accuracy_vs_density.png",
-                title=f"Fashion-MNIST, {config.accuracy_epochs} epoch(s)",
-            )
-        )
-    elif accuracy_note:
+    written += draw_figures(
+        out,
+        results,
+        widths,
+        accuracy_rows,
+        accuracy_title=f"Fashion-MNIST, {config.accuracy_epochs} epoch(s)",
+    )
+    if not accuracy_rows and accuracy_note:
         log(accuracy_note)
     elapsed = time.perf_counter() - t0
     report = _report(results, accuracy_rows, accuracy_note, config, elapsed)

@@ -165,8 +165,3 @@ def sweep_exact(dag: LayeredDAG, direction: Mode = "forward") -> list[list[int]]
                 acc = acc + push(m, tgt, dag.groups[g].size)
             out[g] = acc
     return [[int(x) for x in v] for v in out if v is not None]
-
-
-def _coo(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    c = m.tocoo()
-    return c.row, c.col, c.data

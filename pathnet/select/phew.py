@@ -671,10 +671,7 @@ def phew(
             f"{_WHERE}: expected a LayeredDAG, got {type(dag).__name__}; "
             'use pathnet.select.select("phew", model, density) for a torch model'
         )
-    real = isinstance(density, (int, float, np.integer, np.floating))
-    d = float(density) if real and not isinstance(density, (bool, np.bool_)) else math.nan
-    if not (0.0 < d <= 1.0):  # also catches NaN, strings and bools
-        raise ValueError(f"{_WHERE}: density must be in (0, 1], got {density!r}")
+    d = _check_density(density)
     if not isinstance(kernel_conserved, (bool, np.bool_)):
         raise ValueError(
             f"{_WHERE}: kernel_conserved must be True or False, got {kernel_conserved!r}"
@@ -687,6 +684,15 @@ def phew(
     mask = walk_mask(dag, graph, m, seed=seed, max_walks=max_walks)
     mask.meta.update({"bias": bias, "skip": skip, "kernel_conserved": bool(kernel_conserved)})
     return mask
+
+
+def _check_density(density: Any) -> float:
+    """``density`` as a float in (0, 1]; NaN, strings and bools are refused."""
+    real = isinstance(density, (int, float, np.integer, np.floating))
+    d = float(density) if real and not isinstance(density, (bool, np.bool_)) else math.nan
+    if not (0.0 < d <= 1.0):
+        raise ValueError(f"{_WHERE}: density must be in (0, 1], got {density!r}")
+    return d
 
 
 def _target(dag: LayeredDAG, graph: WalkGraph, d: float) -> int:
@@ -746,13 +752,7 @@ def phew_nested(
     """
     if not isinstance(dag, LayeredDAG):
         raise TypeError(f"{_WHERE}: expected a LayeredDAG, got {type(dag).__name__}")
-    ds = []
-    for density in densities:
-        real = isinstance(density, (int, float, np.integer, np.floating))
-        d = float(density) if real and not isinstance(density, (bool, np.bool_)) else math.nan
-        if not (0.0 < d <= 1.0):
-            raise ValueError(f"{_WHERE}: density must be in (0, 1], got {density!r}")
-        ds.append(d)
+    ds = [_check_density(density) for density in densities]
     if not ds:
         raise ValueError(f"{_WHERE}: densities must hold at least one density")
     _check_choice("bias", bias, BIASES)
