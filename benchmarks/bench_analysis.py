@@ -124,7 +124,7 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def main() -> None:
-    from pathnet.graph import format_table
+    from pathnet._text import format_table
 
     rows = run(quick="--quick" in sys.argv)
     cols = [

@@ -201,7 +201,7 @@ def text_table(rows: Sequence[Mapping[str, Any]], cols: Sequence[str] | None = N
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    from pathnet.mask import atomic_write_bytes
+    from pathnet._io import atomic_write_bytes
 
     atomic_write_bytes(path, text.encode())
 

@@ -201,14 +201,14 @@ NB2 = [
 NB3 = [
     new_markdown_cell(
         "# Reproducing the PHEW paper's data-free figures from the API\n\n"
-        "`pathnet.reproduce.reproduce` runs the grid (models x methods x densities x seeds), "
+        "`pathnet.experiments.reproduce.reproduce` runs the grid (models x methods x densities x seeds), "
         "writes tidy CSV files and draws the figures. `pathnet reproduce` on the command line "
         "runs the full default grid; here a small grid keeps the notebook quick."
     ),
     new_code_cell(SETUP),
     new_code_cell(
         "import tempfile\n"
-        "from pathnet.reproduce import ReproduceConfig, reproduce\n\n"
+        "from pathnet.experiments.reproduce import ReproduceConfig, reproduce\n\n"
         "config = ReproduceConfig(\n"
         "    models=('resnet20',) if SMALL else ('vgg16', 'resnet20'),\n"
         "    methods=('phew', 'synflow_l2', 'random'),\n"
@@ -222,7 +222,7 @@ NB3 = [
         "result = reproduce(out_dir, config, progress=False)"
     ),
     new_code_cell(
-        "from pathnet.graph import format_table\n"
+        "from pathnet._text import format_table\n"
         "cols = ['model', 'method', 'density', 'seed', 'log10_trace', 'effective_params', 'min_width_frac']\n"
         "print(format_table(result['results'][:12], cols))"
     ),

@@ -8,7 +8,6 @@ without a traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -47,18 +46,13 @@ def _density(args: argparse.Namespace) -> float:
         raise UserError(str(exc).replace("pathnet.select: ", "")) from None
 
 
-def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
-    """``--option key=value`` pairs; values parsed as JSON where they parse."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise UserError(f"--option takes key=value, got {pair!r}")
-        key, raw = pair.split("=", 1)
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+def _options(pairs: Sequence[str], option: str = "--option") -> dict[str, Any]:
+    from pathnet._text import parse_options
+
+    try:
+        return parse_options(pairs, option)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _device(name: str) -> Any:
@@ -97,7 +91,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     density = _density(args)
     model = _model(args.model, args.num_classes, seed=args.seed)
-    options = _parse_options(args.option)
+    options = _options(args.option)
     if Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a folder; expected a mask file name such as mask.npz")
     if args.data:
@@ -117,7 +111,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _data_batch(name: str, model_name: str, seed: int) -> Any:
-    from pathnet.train import data as data_mod
+    from pathnet import data as data_mod
 
     ds = data_mod.load_dataset(name, "train")
     sub = data_mod.subset_per_class(ds, 10, seed=seed)
@@ -141,7 +135,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     else:
         text = table.to_json()
         if args.out:
-            from pathnet.mask import atomic_write_bytes
+            from pathnet._io import atomic_write_bytes
 
             atomic_write_bytes(args.out, text.encode())
             print(f"wrote {args.out}")
@@ -160,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "--method/--density select the mask inside a --ddp run; without --ddp, "
             "write a mask with `pathnet prune` and pass it with --mask"
         )
-    from pathnet.train import data as data_mod
+    from pathnet import data as data_mod
     from pathnet.train import fit
 
     model = _model(args.model, args.num_classes, seed=args.seed)
@@ -197,7 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_imp(args: argparse.Namespace) -> int:
-    from pathnet.train import data as data_mod
+    from pathnet import data as data_mod
     from pathnet.train import imp
 
     density = _density(args)
@@ -226,8 +220,8 @@ def cmd_imp(args: argparse.Namespace) -> int:
 
 
 def cmd_imp_similarity(args: argparse.Namespace) -> int:
-    from pathnet.graph import format_table
-    from pathnet.train.similarity import imp_similarity
+    from pathnet._text import format_table
+    from pathnet.experiments.imp_similarity import imp_similarity
 
     rows = imp_similarity(
         args.model,
@@ -257,7 +251,12 @@ def cmd_imp_similarity(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from pathnet.reproduce import DEFAULT_DENSITIES, DEFAULT_METHODS, ReproduceConfig, reproduce
+    from pathnet.experiments.reproduce import (
+        DEFAULT_DENSITIES,
+        DEFAULT_METHODS,
+        ReproduceConfig,
+        reproduce,
+    )
 
     config = ReproduceConfig(
         models=tuple(args.models),
@@ -273,7 +272,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from pathnet.reproduce import draw_figures, read_csv
+    from pathnet._io import read_csv
+    from pathnet.experiments.reproduce import draw_figures
 
     folder = Path(args.dir)
     results_csv = folder / "reproduce_results.csv"
@@ -335,7 +335,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from pathnet import __version__
-    from pathnet.reproduce import DEFAULT_METHODS
+    from pathnet.experiments.reproduce import DEFAULT_METHODS
 
     parser = OneLineParser(
         prog="pathnet",
@@ -486,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", default="figures", help="folder of a reproduce run")
     p.set_defaults(func=cmd_figures)
 
-    from pathnet.sweep.cli import add_parsers as add_sweep_parsers
+    from pathnet.experiments.cli import add_parsers as add_sweep_parsers
 
     add_sweep_parsers(sub)
     return parser

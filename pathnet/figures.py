@@ -1,7 +1,7 @@
 """Figures of the PHEW paper's data-free analyses, drawn from tidy result tables.
 
 Every function takes rows (a list of dicts, as read from the CSV files that
-:mod:`pathnet.reproduce` writes) and a path, and writes a PNG atomically. Colours
+:mod:`pathnet.experiments.reproduce` writes) and a path, and writes a PNG atomically. Colours
 and markers are fixed per method so figures compare at a glance.
 """
 
@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from pathnet.mask import atomic_write_bytes
+from pathnet._io import atomic_write_bytes
 
 __all__ = [
     "METHOD_STYLE",

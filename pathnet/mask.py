@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -15,13 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from pathnet.graph.dag import format_table
+from pathnet._io import atomic_write_bytes
+from pathnet._text import format_table
 
 __all__ = [
     "Mask",
     "MaskFileError",
     "apply_mask",
-    "atomic_write_bytes",
     "prunable_parameters",
     "remove_mask",
 ]
@@ -46,30 +45,6 @@ def prunable_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
             name = f"{path}.weight" if path else "weight"
             out[name] = module.weight
     return out
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
-
-    A reader sees the old file or the new one, never a partial one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 class Mask(Mapping[str, torch.Tensor]):

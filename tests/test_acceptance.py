@@ -34,7 +34,7 @@ def torch_threads():
 
 
 def fashion_mnist():
-    from pathnet.train.data import DatasetNotFoundError, load_dataset
+    from pathnet.data import DatasetNotFoundError, load_dataset
 
     try:
         return load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")

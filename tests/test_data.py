@@ -1,4 +1,4 @@
-"""Tests of pathnet.train.data on tiny files written in each real format.
+"""Tests of pathnet.data on tiny files written in each real format.
 
 Nothing here reaches the network: downloads are served by a ``ThreadingHTTPServer`` on
 127.0.0.1, and ``socket.connect`` is guarded so that any other address fails the test.
@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 import torch
 
-from pathnet.train import data as D
-from pathnet.train.data import (
+from pathnet import data as D
+from pathnet.data import (
     Dataset,
     DatasetError,
     DatasetNotFoundError,

@@ -24,9 +24,9 @@ from torch import nn
 
 import pathnet
 from pathnet import models
+from pathnet.data import Dataset, loader, random_crop_flip, subset_per_class
 from pathnet.select import select
 from pathnet.select.registry import METHODS, _load_builtin_methods
-from pathnet.train.data import Dataset, loader, random_crop_flip, subset_per_class
 from pathnet.train.fit import fit
 
 ROOT = Path(__file__).resolve().parents[1]

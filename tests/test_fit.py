@@ -13,7 +13,7 @@ from torch import nn
 
 import pathnet
 from pathnet import Mask, models
-from pathnet.train.data import Dataset
+from pathnet.data import Dataset
 from pathnet.train.fit import CHECKPOINT_NAME, CheckpointError, evaluate, fit, resolve_device
 
 

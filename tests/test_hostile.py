@@ -24,9 +24,9 @@ from torch import nn
 import pathnet
 from pathnet import Mask, MaskFileError, UnsupportedModelError, analysis, models
 from pathnet.cli import main
+from pathnet.data import DatasetError, load_dataset, read_idx
 from pathnet.select import resolve_density, select, target_count
 from pathnet.select.registry import METHODS, _load_builtin_methods
-from pathnet.train.data import DatasetError, load_dataset, read_idx
 from pathnet.train.fit import CHECKPOINT_NAME, CheckpointError, fit
 from tests.strategies import idx_bytes, write_fashion
 
@@ -683,7 +683,7 @@ def test_cli_damaged_files(tmp_path, capsys):
 
 
 def test_sweep_rebuilds_a_damaged_mask_file(tmp_path):
-    from pathnet.sweep import Trial, build_mask
+    from pathnet.experiments import Trial, build_mask
 
     trial = Trial.from_settings({"method": "random", "density": 0.1, "model": "mlp"})
     model = models.build("mlp", seed=trial.init_seed)

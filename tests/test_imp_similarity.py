@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
+from pathnet import data as data_mod
 from pathnet.cli import main
-from pathnet.train import data as data_mod
 
 
 def _have_fmnist() -> bool:

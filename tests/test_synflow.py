@@ -12,7 +12,7 @@ from torch import nn
 
 import pathnet
 from pathnet import models
-from pathnet.graph.sweeps import backward_log, forward_log
+from pathnet.graph.propagate import backward_log, forward_log
 from pathnet.models import kaiming_init
 from pathnet.select import select, synflow, target_count
 from pathnet.select.scoring import flatten_scores, mask_from_global, present_indices, top_k

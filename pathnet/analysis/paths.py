@@ -7,7 +7,7 @@ a conv edge ``i -> j`` with ``k`` unmasked kernel elements is ``k`` parallel edg
 (section 4 of the algorithm notes).
 
 The numbers grow exponentially with depth, so they are computed from the
-log-scaled sweeps of :mod:`pathnet.graph.sweeps` and returned as ``log10`` by
+log-scaled sweeps of :mod:`pathnet.graph.propagate` and returned as ``log10`` by
 default; ``exact=True`` gives exact Python integers or fractions for small nets.
 """
 
@@ -26,7 +26,7 @@ from torch import nn
 
 from pathnet.graph import LayeredDAG, to_dag
 from pathnet.graph.dag import EdgeBlock
-from pathnet.graph.sweeps import ScaledVector, backward_log, forward_log, sweep_exact
+from pathnet.graph.propagate import ScaledVector, backward_log, forward_log, sweep_exact
 
 __all__ = [
     "ModelOrDAG",

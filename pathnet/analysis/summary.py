@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathnet._io import atomic_write_bytes
+from pathnet._text import format_table
 from pathnet.analysis.paths import (
     MaskLike,
     ModelOrDAG,
@@ -31,9 +33,7 @@ from pathnet.analysis.widths import (
     narrowest,
     reachability,
 )
-from pathnet.graph import format_table
-from pathnet.graph.sweeps import backward_log, forward_log
-from pathnet.mask import atomic_write_bytes
+from pathnet.graph.propagate import backward_log, forward_log
 
 __all__ = ["Table", "summary"]
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from pathnet.analysis.paths import MaskLike, ModelOrDAG, prepare
 from pathnet.graph import LayeredDAG
-from pathnet.graph.sweeps import backward, forward
+from pathnet.graph.propagate import backward, forward
 from pathnet.mask import Mask
 
 __all__ = [
@@ -69,7 +69,7 @@ class GroupWidth:
 def reachability(dag: LayeredDAG) -> Reach:
     """Per group, boolean arrays: reached from an input, and reaching an output.
 
-    Uses the float path counts of :mod:`pathnet.graph.sweeps` with ``p=0``:
+    Uses the float path counts of :mod:`pathnet.graph.propagate` with ``p=0``:
     every nonzero count is at least 1, so nothing underflows, and a count that
     overflows to ``inf`` is still ``> 0``, which keeps the test exact at any depth.
     """

@@ -1,7 +1,7 @@
 """Networks as layered DAGs: the core type and the converter from torch."""
 
 from pathnet.graph.convert import SUPPORTED, UnsupportedModelError, to_dag
-from pathnet.graph.dag import EdgeBlock, LayeredDAG, UnitGroup, format_table
+from pathnet.graph.dag import EdgeBlock, LayeredDAG, UnitGroup
 
 __all__ = [
     "SUPPORTED",
@@ -9,6 +9,5 @@ __all__ = [
     "LayeredDAG",
     "UnitGroup",
     "UnsupportedModelError",
-    "format_table",
     "to_dag",
 ]

@@ -13,13 +13,15 @@ makes selected edges map back to per-parameter masks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
+
+from pathnet._text import format_table
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -595,30 +597,6 @@ class LayeredDAG:
             f"\n{len(self.groups)} groups, {len(self.blocks)} edge blocks, {self.n_units:,} units, "
             f"{self.n_edges:,} edges, {self.n_present:,} of {self.n_params:,} prunable parameters"
         )
-
-
-def format_table(rows: Sequence[Mapping[str, Any]], cols: Sequence[str]) -> str:
-    """Left-aligned text, right-aligned numbers; used by every printed table."""
-
-    def fmt(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-            return f"{int(v):,}"
-        return str(v)
-
-    cells = [[fmt(r.get(c, "")) for c in cols] for r in rows]
-    widths = [max([len(c)] + [len(row[k]) for row in cells]) for k, c in enumerate(cols)]
-    numeric = [
-        all(isinstance(r.get(c), (int, float, np.integer, np.floating)) for r in rows) for c in cols
-    ]
-
-    def line(vals: Sequence[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(vals, widths, numeric)
-        ).rstrip()
-
-    return "\n".join([line(cols), line(["-" * w for w in widths]), *map(line, cells)])
 
 
 def _as_bool_array(value: Any, name: str) -> np.ndarray:

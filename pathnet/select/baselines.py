@@ -243,7 +243,7 @@ def _prepare(
     if data is None:
         raise ValueError(
             f"pathnet.select.{method}: needs a batch of real data: data=(inputs, labels), "
-            "e.g. 10 images per class (pathnet.train.data.subset_per_class)"
+            "e.g. 10 images per class (pathnet.data.subset_per_class)"
         )
     try:
         x, y = data

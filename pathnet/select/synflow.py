@@ -12,7 +12,7 @@ of a unit that lost all its paths scores 0.
 Scores
 ------
 With ``F`` and ``B`` the forward and backward sums of path products of the
-masked DAG (see :mod:`pathnet.graph.sweeps`), the score of element ``e`` of edge
+masked DAG (see :mod:`pathnet.graph.propagate`), the score of element ``e`` of edge
 ``i -> j`` is
 
 =======================  ====================  ===============================
@@ -527,7 +527,7 @@ def _log_sweeps(
     """Natural logs of the forward and backward sums per group (``-inf`` for 0).
 
     Dense matrix-vector products per block with one scale per group, as in
-    :func:`pathnet.graph.sweeps.forward_log`, on the current edge weights.
+    :func:`pathnet.graph.propagate.forward_log`, on the current edge weights.
     """
     n = len(dag.groups)
     mats: list[np.ndarray | None] = []

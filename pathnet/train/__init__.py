@@ -5,7 +5,7 @@
 ``importlib.import_module`` to reach module-level helpers).
 """
 
-from pathnet.train.data import (
+from pathnet.data import (
     BatchLoader,
     Dataset,
     DatasetError,

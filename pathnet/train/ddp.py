@@ -13,7 +13,7 @@ Start one process per GPU (or per CPU group) with ``torchrun``::
   pruned weights are zero everywhere and their gradients are zeroed before DDP averages
   them: they stay exactly zero on every rank.
 * **one data order**: every epoch all ranks draw the permutation that a single process
-  draws (the order of :func:`pathnet.train.data.loader` for the same seed and epoch),
+  draws (the order of :func:`pathnet.data.loader` for the same seed and epoch),
   drop its last ``n mod world`` samples, and rank ``r`` takes the strided slice
   ``perm[r::world]`` in batches of ``batch_size / world``. The ranks' batches ``k``
   together are then exactly the single process's batch ``k`` of ``batch_size``, and
@@ -72,8 +72,8 @@ def _trainer() -> ModuleType:
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> Tensor:
-    """The permutation of pass ``epoch`` that :func:`pathnet.train.data.loader` draws."""
-    from pathnet.train.data import _mix_seed
+    """The permutation of pass ``epoch`` that :func:`pathnet.data.loader` draws."""
+    from pathnet.data import _mix_seed
 
     return torch.randperm(n, generator=torch.Generator().manual_seed(_mix_seed(seed, epoch)))
 
@@ -132,7 +132,7 @@ def _mask_from_payload(payload: Mapping[str, Any] | None) -> Mask | None:
 
 def _shard(data: Any, rank: int, world: int) -> Any:
     """Samples ``rank::world`` of a Dataset or ``(x, y)`` pair (None if there are none)."""
-    from pathnet.train.data import Dataset
+    from pathnet.data import Dataset
 
     n = len(data) if isinstance(data, Dataset) else int(data[1].shape[0])
     idx = torch.arange(rank, n, world)
@@ -236,7 +236,7 @@ def fit_ddp(
     if m is not None:
         m.check(model)
 
-    from pathnet.train.data import Dataset
+    from pathnet.data import Dataset
 
     n_train = len(train) if isinstance(train, Dataset) else int(train[1].shape[0])
     if n_train < world:
@@ -413,7 +413,7 @@ def fit_ddp(
 def _batch(
     train: Any, idx: Tensor, dev: torch.device, augment: bool, gen: torch.Generator
 ) -> tuple[Tensor, Tensor]:
-    from pathnet.train.data import Dataset, random_crop_flip
+    from pathnet.data import Dataset, random_crop_flip
 
     if isinstance(train, Dataset):
         idx = idx.to(train.images.device)
@@ -609,8 +609,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 def run_ddp_from_args(args: argparse.Namespace) -> int:
     """Run ``pathnet train --ddp`` from parsed arguments (on every torchrun process)."""
     from pathnet import models
+    from pathnet.data import load_dataset
     from pathnet.select.registry import resolve_density, select
-    from pathnet.train.data import load_dataset
 
     method = getattr(args, "method", None)
     mask_file = getattr(args, "mask", None)

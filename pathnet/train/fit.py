@@ -42,9 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pathnet._io import atomic_write_bytes
 from pathnet._random import SeedLike, make_rng
-from pathnet.mask import Mask, MaskMode, apply_mask, atomic_write_bytes
-from pathnet.train.data import Dataset, loader
+from pathnet.data import Dataset, loader
+from pathnet.mask import Mask, MaskMode, apply_mask
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -179,7 +180,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 class _TensorBatches:
-    """Batches of an ``(x, y)`` pair, ordered like :class:`pathnet.train.data.BatchLoader`.
+    """Batches of an ``(x, y)`` pair, ordered like :class:`pathnet.data.BatchLoader`.
 
     Pass ``k`` draws its order from a generator seeded with ``(seed, k)``; no augmentation.
     """
@@ -529,7 +530,7 @@ def fit(
     mask : Mask, mapping of str to bool tensor, or None
         The subnetwork to train; None trains densely (or keeps a mask already applied).
     train_data, test_data : Dataset or tuple (x, y) of tensors
-        A :class:`pathnet.train.data.Dataset`, or float inputs with integer labels.
+        A :class:`pathnet.data.Dataset`, or float inputs with integer labels.
         ``test_data`` is evaluated after every epoch; optional.
     epochs : int, default 160
     batch_size : int, default 128

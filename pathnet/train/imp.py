@@ -35,8 +35,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pathnet._io import atomic_write_bytes
 from pathnet._random import SeedLike
-from pathnet.mask import Mask, MaskFileError, atomic_write_bytes, prunable_parameters
+from pathnet.mask import Mask, MaskFileError, prunable_parameters
 from pathnet.train.fit import CheckpointError, DataLike, _resolve_seed, fit
 
 __all__ = ["ImpResult", "imp", "imp_schedule", "layer_counts", "magnitude_mask"]

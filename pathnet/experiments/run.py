@@ -49,8 +49,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pathnet.mask import atomic_write_bytes
-from pathnet.sweep.config import DATA_METHODS, SweepConfig, Trial
+from pathnet._io import atomic_write_bytes
+from pathnet.experiments.config import DATA_METHODS, SweepConfig, Trial
 
 try:  # POSIX; elsewhere trials run unlocked (atomic writes still keep files whole)
     import fcntl
@@ -70,7 +70,7 @@ __all__ = [
     "trial_states",
 ]
 
-_PREFIX = "pathnet.sweep"
+_PREFIX = "pathnet.experiments"
 
 EXECUTORS = ("local", "submitit-local", "slurm")
 SWEEP_FILE = "sweep.json"
@@ -158,7 +158,7 @@ _DATA_CACHE: dict[tuple[str, str | None, bool], tuple[Any, Any]] = {}
 
 def _datasets(trial: Trial, data_root: str | None, download: bool) -> tuple[Any, Any]:
     """Train and test splits of the trial's dataset, loaded once per process, subset."""
-    from pathnet.train.data import load_dataset
+    from pathnet.data import load_dataset
 
     key = (trial.dataset, data_root, download)
     if key not in _DATA_CACHE:
@@ -174,7 +174,7 @@ def _datasets(trial: Trial, data_root: str | None, download: bool) -> tuple[Any,
 
 
 def _subset(ds: Any, n: int | None, what: str) -> Any:
-    from pathnet.train.data import subset_per_class
+    from pathnet.data import subset_per_class
 
     if n is None or n >= len(ds):
         return ds
@@ -209,7 +209,7 @@ def build_mask(
                 return Mask.load(path, model=model), path
         options = dict(trial.method_options)
         if trial.method in DATA_METHODS:
-            from pathnet.train.data import subset_per_class
+            from pathnet.data import subset_per_class
 
             if train is None:
                 raise ValueError(f"{_PREFIX}: method {trial.method!r} needs training data")

@@ -1,8 +1,8 @@
-"""``pathnet sweep`` and ``pathnet collect``: argparse subcommands for :mod:`pathnet.sweep`.
+"""``pathnet sweep`` and ``pathnet collect``: argparse subcommands for :mod:`pathnet.experiments`.
 
 :func:`add_parsers` adds both to the ``pathnet`` command's subparsers; every command
 function returns an exit code and raises ``ValueError`` (one line) for user mistakes.
-``python -m pathnet.sweep.cli sweep CONFIG`` runs them without the main command.
+``python -m pathnet.experiments.cli sweep CONFIG`` runs them without the main command.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["add_parsers", "cmd_collect", "cmd_sweep", "main"]
 
-_PREFIX = "pathnet.sweep: "
+_PREFIX = "pathnet.experiments: "
 
 
 def _positive_int(text: str) -> int:
@@ -43,20 +43,17 @@ def _user_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
 
 
 def _slurm_options(pairs: Sequence[str]) -> dict[str, Any]:
-    from pathnet.cli import _parse_options
+    from pathnet._text import parse_options
 
-    try:
-        return _parse_options(pairs)
-    except Exception as exc:  # pathnet.cli.UserError
-        raise ValueError(str(exc).replace("--option", "--slurm-option")) from None
+    return parse_options(pairs, "--slurm-option")
 
 
 @_user_errors
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run (or, with ``--dry-run``, list) the trials of a sweep file."""
-    from pathnet.graph import format_table
-    from pathnet.sweep.config import load_config
-    from pathnet.sweep.run import RunOptions, run_sweep, trial_states
+    from pathnet._text import format_table
+    from pathnet.experiments.config import load_config
+    from pathnet.experiments.run import RunOptions, run_sweep, trial_states
 
     config = load_config(args.config)
     out = Path(args.out or config.out or Path("runs") / "sweep" / Path(args.config).stem)
@@ -117,8 +114,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 @_user_errors
 def cmd_collect(args: argparse.Namespace) -> int:
     """Write a sweep's results table and accuracy figure."""
-    from pathnet.graph import format_table
-    from pathnet.sweep.collect import collect
+    from pathnet._text import format_table
+    from pathnet.experiments.collect import collect
 
     result = collect(
         args.sweep_dir,
@@ -147,7 +144,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def add_parsers(subparsers: Any) -> None:
     """Add the ``sweep`` and ``collect`` subcommands to an argparse subparsers object."""
-    from pathnet.sweep.run import EXECUTORS
+    from pathnet.experiments.run import EXECUTORS
 
     p = subparsers.add_parser(
         "sweep",
@@ -262,7 +259,7 @@ def add_parsers(subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pathnet.sweep.cli {sweep,collect} ...``."""
+    """``python -m pathnet.experiments.cli {sweep,collect} ...``."""
     parser = argparse.ArgumentParser(prog="pathnet", description="pathnet sweeps")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_parsers(sub)

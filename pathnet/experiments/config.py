@@ -72,7 +72,7 @@ __all__ = [
     "load_config",
 ]
 
-_PREFIX = "pathnet.sweep"
+_PREFIX = "pathnet.experiments"
 
 #: The method name of an unpruned baseline: no mask, density 1.
 DENSE = "dense"
@@ -288,7 +288,7 @@ _GRIDDABLE = tuple(k for k in TRIAL_KEYS if k not in ("method_options", "model_o
 
 
 def _canonical_dataset(name: str) -> str:
-    from pathnet.train.data import _canonical
+    from pathnet.data import _canonical
 
     return _canonical(name)
 

@@ -1,6 +1,6 @@
 """Sweeps: grids of prune-and-train trials, run resumably on a local pool, submitit or SLURM.
 
->>> from pathnet.sweep import SweepConfig
+>>> from pathnet.experiments import SweepConfig
 >>> config = SweepConfig.from_dict(
 ...     {"grid": {"method": ["phew", "dense"], "density": [0.1, 0.05], "seed": [0, 1]},
 ...      "fixed": {"epochs": 1}})
@@ -9,13 +9,20 @@
 >>> [t.name[:-13] for t in config.trials()]  # each name ends with -<12 hex digits of hash>
 ['phew-d0.1-s0', 'phew-d0.05-s0', 'dense-d1-s0', 'phew-d0.1-s1', 'phew-d0.05-s1', 'dense-d1-s1']
 
-See :mod:`pathnet.sweep.config` (file format, seeds), :mod:`pathnet.sweep.run` (folder
-layout, executors) and :mod:`pathnet.sweep.collect` (table and figure).
+See :mod:`pathnet.experiments.config` (file format, seeds), :mod:`pathnet.experiments.run` (folder
+layout, executors) and :mod:`pathnet.experiments.collect` (table and figure).
 """
 
-from pathnet.sweep.collect import CollectResult, collect, trial_rows
-from pathnet.sweep.config import DENSE, SweepConfig, Trial, config_hash, load_config
-from pathnet.sweep.run import EXECUTORS, RunOptions, SweepReport, build_mask, run_sweep, run_trial
+from pathnet.experiments.collect import CollectResult, collect, trial_rows
+from pathnet.experiments.config import DENSE, SweepConfig, Trial, config_hash, load_config
+from pathnet.experiments.run import (
+    EXECUTORS,
+    RunOptions,
+    SweepReport,
+    build_mask,
+    run_sweep,
+    run_trial,
+)
 
 __all__ = [
     "DENSE",

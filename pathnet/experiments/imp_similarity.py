@@ -50,7 +50,7 @@ def imp_similarity(
     """
     import pathnet
     from pathnet import analysis, figures
-    from pathnet.reproduce import write_csv
+    from pathnet._io import write_csv
     from pathnet.select import select
     from pathnet.train import imp, load_dataset
 

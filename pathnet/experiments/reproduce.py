@@ -17,8 +17,6 @@ path-kernel trace, and writes to the output folder:
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import multiprocessing
 import os
@@ -31,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from pathnet._io import write_csv
+
 __all__ = [
     "DEFAULT_DENSITIES",
     "DEFAULT_METHODS",
     "ReproduceConfig",
     "analyze_masked",
     "reproduce",
-    "write_csv",
 ]
 
 DEFAULT_DENSITIES: tuple[float, ...] = tuple(
@@ -76,23 +75,6 @@ class ReproduceConfig:
             opts["iterations"] = self.synflow_iterations
         opts.update(self.options.get(method, {}))
         return opts
-
-
-def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
-    """Rows (dicts with the same keys) to CSV, atomically."""
-    from pathnet.mask import atomic_write_bytes
-
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return atomic_write_bytes(path, buf.getvalue().encode())
-
-
-def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def analyze_masked(dag: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -313,7 +295,7 @@ def reproduce(
         log(accuracy_note)
     elapsed = time.perf_counter() - t0
     report = _report(results, accuracy_rows, accuracy_note, config, elapsed)
-    from pathnet.mask import atomic_write_bytes
+    from pathnet._io import atomic_write_bytes
 
     written.append(atomic_write_bytes(out / "reproduce_report.md", report.encode()))
     log(f"pathnet reproduce: {len(results)} masks analysed in {elapsed:.0f} s; wrote:")
@@ -350,7 +332,7 @@ _DATA_CACHE: dict[str, Any] = {}
 
 
 def _fashion_mnist() -> tuple[Any, Any]:
-    from pathnet.train import data as data_mod
+    from pathnet import data as data_mod
 
     if "fmnist" not in _DATA_CACHE:
         _DATA_CACHE["fmnist"] = (
@@ -362,7 +344,7 @@ def _fashion_mnist() -> tuple[Any, Any]:
 
 def _accuracy_available() -> str:
     """An empty string when Fashion-MNIST is found, else the one-line reason."""
-    from pathnet.train import data as data_mod
+    from pathnet import data as data_mod
 
     try:  # look for the files only: the parent process must not start torch's threads
         data_mod.find_dataset("fashion-mnist", "train")
@@ -384,7 +366,7 @@ def _report(
     config: ReproduceConfig,
     elapsed: float,
 ) -> str:
-    from pathnet.graph import format_table
+    from pathnet._text import format_table
 
     lines = [
         "# pathnet reproduce",
@@ -394,7 +376,7 @@ def _report(
         f"{100 * min(config.densities):.3g}%; seeds {list(config.seeds)}; "
         f"SynFlow iterations {config.synflow_iterations}. Computed in {elapsed:.0f} s.",
         "",
-        "Selection shortcuts (each documented in pathnet.reproduce.select_all): PHEW, random",
+        "Selection shortcuts (each documented in pathnet.experiments.reproduce.select_all): PHEW, random",
         "paths, random and magnitude masks at every density come from one walk sequence,",
         "permutation or sort per seed and equal separate calls exactly; SynFlow and SynFlow-L2",
         "prune along one exponential schedule from dense to the lowest density in",

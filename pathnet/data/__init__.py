@@ -52,7 +52,7 @@ reconstruction functions through, and ``np.load`` runs with ``allow_pickle=False
 
 Examples
 --------
->>> from pathnet.train.data import load_dataset, loader
+>>> from pathnet.data import load_dataset, loader
 >>> train = load_dataset("fashion-mnist", "train")  # doctest: +SKIP
 >>> for x, y in loader(train, batch_size=128, seed=0):  # doctest: +SKIP
 ...     pass

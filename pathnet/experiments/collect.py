@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pathnet.sweep.config import TRIAL_KEYS, canonical_json
-from pathnet.sweep.run import RESULT_FILE, SWEEP_FILE, TRIALS_DIR, read_result
+from pathnet.experiments.config import TRIAL_KEYS, canonical_json
+from pathnet.experiments.run import RESULT_FILE, SWEEP_FILE, TRIALS_DIR, read_result
 
 __all__ = ["METRIC_COLUMNS", "CollectResult", "collect", "summary_rows", "trial_rows"]
 
-_PREFIX = "pathnet.sweep"
+_PREFIX = "pathnet.experiments"
 
 #: Result columns that follow the configuration columns in the CSV.
 METRIC_COLUMNS: tuple[str, ...] = (
@@ -203,7 +203,7 @@ def collect(
     ValueError
         Not a sweep folder, or no trial has finished.
     """
-    from pathnet.reproduce import write_csv
+    from pathnet._io import write_csv
 
     root = Path(sweep_dir)
     rows, missing = trial_rows(root, all_trials=all_trials)
