@@ -4,7 +4,9 @@ VGG11/13/16/19 and the ResNets follow the PHEW authors' model files
 (github.com/ShreyasMalakarjunPatil/PHEW, ``Models/``): layers, pooling and
 initialisation; the modules :mod:`pathnet.models.vgg` and :mod:`pathnet.models.resnet`
 list what they match and the differences that remain (parameter names, mainly). The MLP
-and LeNet-5 (:mod:`pathnet.models.small`) are not in the authors' code.
+and LeNet-5 (:mod:`pathnet.models.small`) are not in the authors' code. The weights follow
+the authors' laws, but with a ``seed`` they are drawn from a private generator, so
+``seed=s`` does not give the numbers of the authors' ``torch.manual_seed(s)`` runs.
 
 Every constructor takes ``num_classes`` (except ``mlp``, whose ``sizes`` say it), an
 ``in_channels`` argument so that every model runs on 1-channel data, and a ``seed`` (same

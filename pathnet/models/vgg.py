@@ -18,7 +18,7 @@ Remaining differences, none of which changes the function computed:
   keeps ``features`` and ``classifier`` so that saved masks keep their parameter names;
 - the average pool is a module (``pool``) here, a functional call in the authors'
   ``forward``;
-- ``in_channels`` (default 3) is an addition: the authors' VGG always reads 3 channels.
+- ``in_channels`` (default 3) is an addition: the authors' VGG always reads 3 channels;
 - the authors' Tiny-ImageNet VGG (``Models/vgg_tinyimagenet.py``: five pools and a
   2048-1024-1024-classes classifier with dropout) is not in the zoo.
 
