@@ -174,3 +174,97 @@ def test_remove_mask_bakes_zeros():
     assert "1.weight" in names
     assert pathnet.to_dag(model).n_params == 32
     assert torch.all(model[1].weight[~mask["1.weight"]] == 0)
+
+
+# ------------------------------------------------------------------ bias masks
+def small_convnet(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 5, 3), nn.ReLU(),
+        nn.Flatten(), nn.Linear(5 * 4 * 4, 4),
+    )  # fmt: skip
+
+
+def mask_with_dead_units(model: nn.Module, seed: int = 0) -> Mask:
+    """A random mask in which units 0 and 2 of every module keep no weight."""
+    d = dict(random_mask(model, 0.5, seed))
+    for keep in d.values():
+        keep[[0, 2]] = False
+        keep[1].view(-1)[0] = True  # unit 1 is alive everywhere
+    return Mask(d)
+
+
+def effective_biases(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The bias each masked module uses in its forward, by module path."""
+    return {
+        path: m.bias.detach().clone()
+        for path, m in model.named_modules()
+        if isinstance(m, (nn.Linear, nn.Conv2d))
+    }
+
+
+def test_bias_masks_mark_units_without_weights():
+    model = small_convnet()
+    mask = mask_with_dead_units(model)
+    got = pathnet.mask.bias_masks(model, mask)
+    assert set(got) == {"0.bias", "2.bias", "5.bias"}
+    for name, keep in mask.items():
+        want = [bool(keep[j].any()) for j in range(keep.shape[0])]  # unit j alive?
+        assert got[name.replace("weight", "bias")].tolist() == want
+        assert want[0] is False and want[1] is True
+    no_bias = nn.Sequential(nn.Linear(3, 2, bias=False))
+    assert pathnet.mask.bias_masks(no_bias, {"0.weight": torch.ones(2, 3, dtype=bool)}) == {}
+
+
+@pytest.mark.parametrize("mode", ["parametrize", "prune", "hard"])
+@pytest.mark.parametrize("mask_biases", [True, False])
+def test_dead_unit_biases_stay_zero_through_sgd(mode, mask_biases):
+    model = small_convnet()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                m.bias.uniform_(0.5, 1.0)  # no bias starts at zero
+    mask = mask_with_dead_units(model)
+    before = effective_biases(model)
+    pathnet.apply_mask(model, mask, mode=mode, mask_biases=mask_biases)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True
+    )
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 3, 6, 6, generator=g), torch.randint(0, 4, (8,), generator=g)
+    for _ in range(4):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model(x)  # prune mode recomputes module.bias in the forward pre-hook
+    after = effective_biases(model)
+    dead = pathnet.mask.bias_masks(model, mask)
+    for path, b in after.items():
+        keep = dead[f"{path}.bias"]
+        if mask_biases:
+            assert torch.all(b[~keep] == 0), path
+        else:
+            assert torch.all(b[~keep] != 0), path  # old behaviour: they train
+            assert not torch.equal(b[~keep], before[path][~keep]), path
+        assert not torch.equal(b[keep], before[path][keep]), path  # live biases train
+    if mask_biases:  # the stored parameters are zero too (decay/momentum cannot revive them)
+        for n, p in model.named_parameters():
+            if p.dim() == 1:
+                path = n.split(".")[0]
+                assert torch.all(p.detach()[~dead[f"{path}.bias"]] == 0), n
+
+
+@pytest.mark.parametrize("mode", ["parametrize", "prune", "hard"])
+def test_remove_mask_frees_biases(mode):
+    model = small_convnet()
+    mask = mask_with_dead_units(model)
+    pathnet.apply_mask(model, mask, mode=mode)
+    pathnet.remove_mask(model)
+    assert sorted(n for n, _ in model.named_parameters()) == sorted(
+        n for n, _ in small_convnet().named_parameters()
+    )
+    assert not any(hasattr(m, "_pathnet_hard_bias_mask") for m in model.modules())
+    assert model[5].bias.detach()[0] == 0  # baked in
+    x = torch.randn(2, 3, 6, 6)
+    model(x).sum().backward()
+    assert model[5].bias.grad[0] == 2  # and free again (no ReLU after the last layer)
