@@ -268,3 +268,39 @@ def test_remove_mask_frees_biases(mode):
     x = torch.randn(2, 3, 6, 6)
     model(x).sum().backward()
     assert model[5].bias.grad[0] == 2  # and free again (no ReLU after the last layer)
+
+
+# ------------------------------------------------------------------ aliasing
+@pytest.mark.parametrize("mode", ["parametrize", "prune", "hard"])
+def test_apply_mask_never_shares_the_masks_tensors(mode):
+    model_a, model_b = small_convnet(), small_convnet()
+    mask = mask_with_dead_units(model_a)
+    density, kept = mask.density, {n: t.clone() for n, t in mask.items()}
+    pathnet.apply_mask(model_a, mask, mode=mode)
+    pathnet.apply_mask(model_b, mask, mode=mode)
+    # a later load_state_dict (a resume) writes every buffer, masks included, in place
+    state = model_a.state_dict()
+    for key, value in state.items():
+        if key.endswith("mask"):
+            state[key] = torch.ones_like(value)
+    model_a.load_state_dict(state)
+    for module in model_a.modules():  # in-place writes to whatever the model holds
+        for attr in ("_pathnet_hard_mask", "_pathnet_hard_bias_mask"):
+            if hasattr(module, attr):
+                getattr(module, attr)[0].fill_(True)
+    assert mask.density == density
+    assert all(torch.equal(mask[n], kept[n]) for n in mask)
+    assert pathnet.to_dag(model_b, (3, 6, 6)).to_mask() == mask  # the other model: untouched
+
+
+def test_hard_mode_reapplies_the_mask_after_load_state_dict():
+    model = small_convnet()
+    mask = mask_with_dead_units(model)
+    pathnet.apply_mask(model, mask, mode="hard")
+    state = {k: torch.ones_like(v) for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    for name, keep in mask.items():
+        w = pathnet.prunable_parameters(model)[name].detach()
+        assert torch.all(w[~keep] == 0) and torch.all(w[keep] == 1), name
+    dead = pathnet.mask.bias_masks(model, mask)
+    assert torch.all(model[0].bias.detach()[~dead["0.bias"]] == 0)

@@ -96,9 +96,12 @@ def apply_mask(
         ``"prune"``: ``torch.nn.utils.prune.custom_from_mask`` (``weight_orig``, ``weight_mask``).
         ``"hard"``: zeros are written into the weight and a gradient hook zeroes
         their gradients, so plain optimisers (SGD with momentum and weight decay,
-        Adam) leave them at zero; the model keeps plain ``weight`` parameters.
+        Adam) leave them at zero, and ``load_state_dict`` zeroes them again after
+        loading; the model keeps plain ``weight`` parameters.
         In every mode the stored weights are zeroed too, so weight decay and
-        momentum cannot move them.
+        momentum cannot move them. The model holds copies of the mask's
+        tensors, never the tensors themselves: nothing done to the model (a
+        ``load_state_dict``, say) changes ``mask`` or another model masked with it.
     mask_biases : bool, default True
         Also mask the bias of every output unit whose weights in that module are
         all pruned (see :func:`bias_masks`), held in the same way as the
@@ -146,7 +149,8 @@ def apply_mask(
 def _hold(module: nn.Module, tensor_name: str, keep: torch.Tensor, mode: MaskMode) -> None:
     """Zero ``module.<tensor_name>`` where ``keep`` is False and keep it zero in ``mode``."""
     param = getattr(module, tensor_name)
-    keep_t = keep.to(param.device)
+    # a copy: the model must never write into the caller's Mask (load_state_dict, in-place ops)
+    keep_t = keep.to(param.device, copy=True)
     with torch.no_grad():
         param.mul_(keep_t.to(param.dtype))
     if mode == "parametrize":
@@ -158,8 +162,19 @@ def _hold(module: nn.Module, tensor_name: str, keep: torch.Tensor, mode: MaskMod
 
         prune.custom_from_mask(module, tensor_name, keep_t)
     else:
-        handle = param.register_hook(lambda g, k=keep_t: g * k.to(g.dtype))
-        setattr(module, _HARD[tensor_name], (keep_t, handle))
+        grad_hook = param.register_hook(lambda g, k=keep_t: g * k.to(g.dtype))
+        load_hook = module.register_load_state_dict_post_hook(
+            lambda mod, _: _rezero(mod, tensor_name)
+        )
+        setattr(module, _HARD[tensor_name], (keep_t, grad_hook, load_hook))
+
+
+def _rezero(module: nn.Module, tensor_name: str) -> None:
+    """Hard mode: zero the pruned entries again after ``load_state_dict`` wrote them."""
+    keep = getattr(module, _HARD[tensor_name])[0]
+    param = getattr(module, tensor_name)
+    with torch.no_grad():
+        param.mul_(keep.to(param.dtype))
 
 
 def _strip_mask(module: nn.Module) -> None:
@@ -173,7 +188,8 @@ def _strip_mask(module: nn.Module) -> None:
             prune.remove(module, tensor_name)
         hard = getattr(module, attr, None)
         if hard is not None:
-            hard[1].remove()
+            for handle in hard[1:]:
+                handle.remove()
             delattr(module, attr)
 
 
