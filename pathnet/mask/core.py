@@ -172,6 +172,11 @@ class Mask(Mapping[str, torch.Tensor]):
     def load(cls, path: str | os.PathLike[str], model: nn.Module | None = None) -> Mask:
         """Read a mask written by :meth:`save`, never executing pickled code.
 
+        Hostile files are refused within bounded time and memory: a file may
+        hold at most :func:`pathnet.mask.files.element_limit` elements (64 Mi,
+        64 per byte of file, or as many as ``model`` has, whichever is most),
+        checked before anything is expanded.
+
         Parameters
         ----------
         path : path-like
@@ -182,13 +187,16 @@ class Mask(Mapping[str, torch.Tensor]):
         Raises
         ------
         MaskFileError
-            If the file is missing, truncated, not a pathnet mask, or inconsistent.
+            If the file is missing, truncated, not a pathnet mask, damaged,
+            or declares more elements than allowed. It is the only error a
+            file's content can cause.
         ValueError
             If it does not fit ``model``.
         """
         from pathnet.mask.files import read_mask
 
-        mask = read_mask(path, cls)
+        params = prunable_parameters(model) if model is not None else {}
+        mask = read_mask(path, cls, sum(p.numel() for p in params.values()))
         if model is not None:
             mask.check(model)
         return mask
