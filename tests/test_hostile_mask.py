@@ -295,7 +295,7 @@ def test_cli_refuses_a_bomb_in_one_line(tmp_path, bomb_member, capsys):
 # ------------------------------------------------------------------ random bytes and mutations
 @pytest.fixture(scope="module")
 def valid_files(tmp_path_factory) -> list[bytes]:
-    """A saved mask, and the same zip with its members stored (headers in plain sight)."""
+    """A saved mask, the same zip with its members stored (headers in plain sight), a .pt."""
     mask = select("random", models.mlp([6, 5, 4], seed=0), 0.5, seed=0)
     mask.meta["note"] = "x"
     saved = mask.save(tmp_path_factory.mktemp("valid") / "m.npz").read_bytes()
@@ -303,7 +303,8 @@ def valid_files(tmp_path_factory) -> list[bytes]:
     with zipfile.ZipFile(io.BytesIO(saved)) as src, zipfile.ZipFile(buf, "w") as dst:
         for name in src.namelist():
             dst.writestr(name, src.read(name))
-    return [saved, buf.getvalue()]
+    pt = mask.save(tmp_path_factory.mktemp("valid") / "m.pt").read_bytes()
+    return [saved, buf.getvalue(), pt]
 
 
 def load_only_mask_file_error(folder: Path, data: bytes) -> None:
@@ -331,7 +332,7 @@ def test_random_bytes_raise_only_mask_file_error(tmp_path_factory, data):
         min_size=1, max_size=6,
     ),
     cut=st.none() | st.integers(0, 10**6),
-    which=st.integers(0, 1),
+    which=st.integers(0, 2),
 )  # fmt: skip
 def test_mutated_files_raise_only_mask_file_error(tmp_path_factory, valid_files, edits, cut, which):
     data = bytearray(valid_files[which])

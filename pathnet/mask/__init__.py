@@ -15,13 +15,14 @@ True
 
 from pathnet.mask.apply import MaskMode, apply_mask, bias_masks, remove_mask
 from pathnet.mask.apply import _MaskParametrization as _MaskParametrization  # pickled models
-from pathnet.mask.core import Mask, prunable_parameters
+from pathnet.mask.core import Mask, applied_mask, prunable_parameters
 from pathnet.mask.files import MaskFileError
 
 __all__ = [
     "Mask",
     "MaskFileError",
     "MaskMode",
+    "applied_mask",
     "apply_mask",
     "bias_masks",
     "prunable_parameters",

@@ -8,14 +8,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from pathnet.mask.core import HARD_ATTRS as _HARD
 from pathnet.mask.core import PRUNABLE, Mask, _join, _module_path
 
 __all__ = ["MaskMode", "apply_mask", "bias_masks", "remove_mask"]
 
 MaskMode = Literal["parametrize", "prune", "hard"]
-
-#: Attributes holding the (mask, gradient-hook handle) pairs of hard mode, per tensor name.
-_HARD = {"weight": "_pathnet_hard_mask", "bias": "_pathnet_hard_bias_mask"}
 
 
 class _MaskParametrization(nn.Module):

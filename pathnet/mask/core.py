@@ -13,7 +13,7 @@ from torch import nn
 
 from pathnet._text import format_table
 
-__all__ = ["Mask", "prunable_parameters"]
+__all__ = ["Mask", "applied_mask", "as_bool_mask", "prunable_parameters"]
 
 #: The module types whose weights a mask covers.
 PRUNABLE = (nn.Linear, nn.Conv2d)
@@ -45,6 +45,61 @@ def _join(path: str, name: str) -> str:
 def _module_path(name: str) -> str:
     """``"features.0.weight"`` -> ``"features.0"``; ``"weight"`` -> ``""``."""
     return name.rsplit(".", 1)[0] if "." in name else ""
+
+
+def as_bool_mask(name: str, value: Any) -> torch.Tensor:
+    """A boolean copy of a mask given as bool, or as integers or floats that are all 0 or 1.
+
+    Anything else (a score, NaN, 0.5) raises ``ValueError`` naming ``name``.
+
+    >>> as_bool_mask("fc.weight", torch.tensor([1.0, 0.0]))
+    tensor([ True, False])
+    """
+    t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+    t = t.detach().to("cpu")
+    if t.dtype == torch.bool:
+        return t.clone()
+    if t.is_complex() or not (t.is_floating_point() or t.dtype in _INTS):
+        raise ValueError(f"mask for {name!r} must be boolean or 0/1 numbers, got dtype {t.dtype}")
+    bad = (t != 0) & (t != 1)
+    if bool(bad.any()):
+        example = t[bad].reshape(-1)[0].item()
+        raise ValueError(
+            f"mask for {name!r} holds values other than 0 and 1 (for example {example!r})"
+        )
+    return t != 0
+
+
+_INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+#: Where hard mode keeps (mask, hook handles...) on a module, per tensor name.
+HARD_ATTRS = {"weight": "_pathnet_hard_mask", "bias": "_pathnet_hard_bias_mask"}
+
+
+def applied_mask(module: nn.Module, tensor_name: str = "weight") -> torch.Tensor | None:
+    """The mask already held on ``module.<tensor_name>``, as a new bool tensor, or None.
+
+    Reads :func:`apply_mask`'s three modes and ``torch.nn.utils.prune``'s
+    ``<name>_mask`` buffers (any pruning method, containers included).
+
+    >>> from torch import nn
+    >>> from torch.nn.utils import prune
+    >>> layer = prune.custom_from_mask(nn.Linear(2, 1), "weight", torch.tensor([[1.0, 0.0]]))
+    >>> applied_mask(layer)
+    tensor([[ True, False]])
+    """
+    from torch.nn.utils import parametrize
+
+    hard = getattr(module, HARD_ATTRS[tensor_name], None)
+    if hard is not None:
+        return as_bool_mask(tensor_name, hard[0])
+    buffer = getattr(module, f"{tensor_name}_mask", None)
+    if isinstance(buffer, torch.Tensor) and hasattr(module, f"{tensor_name}_orig"):
+        return as_bool_mask(f"{tensor_name}_mask", buffer)
+    if parametrize.is_parametrized(module, tensor_name):
+        for p in module.parametrizations[tensor_name]:  # type: ignore[union-attr, index]
+            if isinstance(getattr(p, "mask", None), torch.Tensor):
+                return as_bool_mask(f"{tensor_name} parametrization", p.mask)
+    return None
 
 
 class Mask(Mapping[str, torch.Tensor]):
@@ -158,11 +213,51 @@ class Mask(Mapping[str, torch.Tensor]):
     def to_numpy(self) -> dict[str, np.ndarray]:
         return {k: v.numpy() for k, v in self._data.items()}
 
+    @classmethod
+    def from_model(cls, model: nn.Module) -> Mask:
+        """The mask a model already holds: ``torch.nn.utils.prune`` masks or :func:`apply_mask`'s.
+
+        Reads every prunable weight's ``weight_mask`` buffer (torch's pruning
+        methods, ``prune.global_unstructured`` included), parametrization or
+        hard-mode mask; a weight that holds no mask counts as fully kept. The
+        result holds copies: later changes to the model do not reach it.
+
+        Examples
+        --------
+        >>> from torch import nn
+        >>> from torch.nn.utils import prune
+        >>> net = nn.Sequential(nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 2))
+        >>> _ = prune.l1_unstructured(net[0], "weight", amount=0.7)
+        >>> m = Mask.from_model(net)
+        >>> m["0.weight"].sum().item(), m["2.weight"].sum().item()
+        (30, 20)
+        """
+        out = {}
+        for name, weight in prunable_parameters(model).items():
+            module = model.get_submodule(_module_path(name))
+            held = applied_mask(module)
+            out[name] = held if held is not None else torch.ones(weight.shape, dtype=torch.bool)
+        return cls(out)
+
     # Files
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the mask as a ``.npz`` file (bit-packed, no pickles), atomically.
+        """Write the mask atomically; the suffix picks the form.
 
-        Returns the path written.
+        ``.pt`` or ``.pth``: a plain ``dict[str, torch.BoolTensor]`` saved with
+        ``torch.save``, which ``torch.load(path, weights_only=True)`` reads
+        anywhere; ``meta`` is not kept in this form. Any other suffix
+        (``.npz``): pathnet's bit-packed ``.npz`` with a JSON header, which
+        keeps ``meta``. :meth:`load` reads both. Returns the path written.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib, torch
+        >>> m = Mask({"fc.weight": torch.tensor([[True, False]])}, meta={"method": "demo"})
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> torch.load(m.save(folder / "m.pt"), weights_only=True)
+        {'fc.weight': tensor([[ True, False]])}
+        >>> Mask.load(m.save(folder / "m.npz")).meta, Mask.load(folder / "m.pt").meta
+        ({'method': 'demo'}, {})
         """
         from pathnet.mask.files import write_mask
 
@@ -170,7 +265,12 @@ class Mask(Mapping[str, torch.Tensor]):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], model: nn.Module | None = None) -> Mask:
-        """Read a mask written by :meth:`save`, never executing pickled code.
+        """Read a mask file in either form :meth:`save` writes, never executing pickled code.
+
+        A ``.pt`` file may hold any ``dict`` of parameter name -> tensor saved with
+        ``torch.save``: boolean, or integers or floats that are all 0 or 1 (a
+        ``torch.nn.utils.prune`` ``weight_mask``); it is read with
+        ``weights_only=True``. The form is told from the content, not the suffix.
 
         Hostile files are refused within bounded time and memory: a file may
         hold at most :func:`pathnet.mask.files.element_limit` elements (64 Mi,

@@ -126,6 +126,8 @@ def read_mask(path: str | os.PathLike[str], cls: type[Mask], model_elements: int
             names = set(zf.namelist())
             if "header.npy" in names:
                 masks, meta = _read_npz(zf, where, limit)
+            elif any(n.endswith("/data.pkl") for n in names):
+                masks, meta = _read_torch(path, zf, where, limit), {}
             else:
                 raise MaskFileError(f"{_P}: {where} is not a pathnet mask file (no header)")
             return cls(masks, meta=meta)
@@ -240,3 +242,42 @@ def _checked_size(name: str, shape: Any, where: str) -> int:
             f"expected a list of at most {_MAX_DIMS} non-negative integers"
         )
     return math.prod(shape)
+
+
+def _read_torch(path: Path, zf: zipfile.ZipFile, where: str, limit: int) -> dict[str, torch.Tensor]:
+    """A ``torch.save``'d dict of 0/1 tensors, loaded with ``weights_only=True``."""
+    from pathnet.mask.core import as_bool_mask
+
+    for info in zf.infolist():  # what torch writes: stored members, so sizes are real
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+            raise MaskFileError(
+                f"{_P}: {where}: member {info.filename!r} is compressed; torch.save stores "
+                "its members"
+            )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise MaskFileError(
+            f"{_P}: cannot read {where} as a torch mask file "
+            f"({type(exc).__name__}: {_one_line(exc)})"
+        ) from exc
+    if not isinstance(obj, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise MaskFileError(
+            f"{_P}: {where} holds a {type(obj).__name__}, not a dict of parameter name -> tensor"
+        )
+    total = 0
+    for name, t in obj.items():
+        if t.layout != torch.strided or t.numel() * t.element_size() > t.untyped_storage().nbytes():
+            raise MaskFileError(
+                f"{_P}: entry for {name!r} in {where} is not a dense tensor with its own data "
+                f"(layout {t.layout}, {t.numel():,} elements)"
+            )
+        total += t.numel()
+    if total > limit:
+        raise MaskFileError(f"{_P}: {where} holds {total:,} mask elements; at most {limit:,}")
+    try:
+        return {name: as_bool_mask(name, t) for name, t in obj.items()}
+    except ValueError as exc:
+        raise MaskFileError(f"{_P}: {where}: {exc}") from exc
