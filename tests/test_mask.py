@@ -304,3 +304,95 @@ def test_hard_mode_reapplies_the_mask_after_load_state_dict():
         assert torch.all(w[~keep] == 0) and torch.all(w[keep] == 1), name
     dead = pathnet.mask.bias_masks(model, mask)
     assert torch.all(model[0].bias.detach()[~dead["0.bias"]] == 0)
+
+
+# ------------------------------------------------------------------ tied parameters
+class TiedMLP(nn.Module):
+    """``b.weight = a.weight``: one 100x100 tensor under two names."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.a, self.b, self.out = nn.Linear(100, 100), nn.Linear(100, 100), nn.Linear(100, 3)
+        self.b.weight = self.a.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+def tied_mask(model: nn.Module, density: float, seed: int = 0) -> Mask:
+    d = dict(random_mask(model, density, seed))
+    d["b.weight"] = d["a.weight"].clone()
+    return Mask(d)
+
+
+def test_tied_groups_are_found_by_storage():
+    model = TiedMLP()
+    assert pathnet.mask.tied_groups(model) == [("a.weight", "b.weight")]
+    assert pathnet.mask.tied_groups(model, "bias") == []
+    model.b.bias = model.a.bias
+    assert pathnet.mask.tied_groups(model, "bias") == [("a.bias", "b.bias")]
+    assert pathnet.mask.tied_groups(models.mlp([4, 3, 2])) == []
+
+
+def test_unequal_masks_for_tied_weights_are_refused_naming_both():
+    model = TiedMLP()
+    differ = random_mask(model, 0.05)  # a.weight and b.weight drawn independently
+    for call in (lambda: pathnet.apply_mask(model, differ, mode="hard"),
+                 lambda: differ.check(model),
+                 lambda: Mask(differ, tied=[("a.weight", "b.weight")])):  # fmt: skip
+        with pytest.raises(ValueError, match=r"'a\.weight' and 'b\.weight' share one tensor"):
+            call()
+    assert not hasattr(model.a, "_pathnet_hard_mask")
+
+
+@pytest.mark.parametrize("mode", ["parametrize", "prune", "hard"])
+def test_tied_weights_keep_exactly_the_masks_zeros(mode):
+    model = TiedMLP()
+    mask = tied_mask(model, 0.05)
+    pathnet.apply_mask(model, mask, mode=mode)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    x, y = torch.randn(16, 100), torch.randint(0, 3, (16,))
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    keep = mask["a.weight"]
+    for module in (model.a, model.b):
+        w = module.weight.detach()
+        assert torch.equal(w != 0, keep), mode  # every kept weight alive, every other zero
+    stored = pathnet.mask.core.stored_tensor(model.a, "weight")
+    assert stored is pathnet.mask.core.stored_tensor(model.b, "weight")  # still tied
+    assert torch.equal(stored.detach() != 0, keep)
+    from_model = Mask.from_model(model)
+    assert from_model == mask and from_model.tied == (("a.weight", "b.weight"),)
+    assert from_model.n_total == 10_000 + 300  # the shared tensor counted once
+    assert from_model.density == pytest.approx((int(keep.sum()) + int(mask["out.weight"].sum())) / 10_300)  # fmt: skip
+
+
+def test_tied_masks_count_once_and_survive_files(tmp_path):
+    model = TiedMLP()
+    plain = tied_mask(model, 0.3)
+    assert plain.n_total == 20_300  # without ties every name counts
+    for suffix in ("npz", "pt"):
+        path = plain.save(tmp_path / f"m.{suffix}")
+        loaded = Mask.load(path, model=model)
+        assert loaded == plain and loaded.tied == (("a.weight", "b.weight"),)
+        assert loaded.n_total == 10_300
+    tied = Mask(plain, tied=[("a.weight", "b.weight")])
+    assert Mask.load(tied.save(tmp_path / "t.npz")).tied == tied.tied  # kept in .npz
+
+
+def test_shared_bias_is_kept_where_any_unit_lives():
+    model = TiedMLP()
+    model.b.weight = nn.Parameter(model.a.weight.detach().clone())  # untie the weights
+    model.b.bias = model.a.bias  # but share the bias
+    d = dict(random_mask(model, 0.5))
+    d["a.weight"][:3] = False  # units 0-2 dead in a
+    d["b.weight"][:2] = False  # units 0-1 dead in b
+    d["b.weight"][2] = True
+    bias = pathnet.mask.bias_masks(model, Mask(d))
+    assert bias["a.bias"][:3].tolist() == [False, False, True] and bool(bias["a.bias"][3:].all())
+    assert torch.equal(bias["a.bias"], bias["b.bias"])
+    pathnet.apply_mask(model, Mask(d), mode="hard")
+    assert model.a.bias[:3].tolist() == [0.0, 0.0, model.b.bias[2].item()] != [0.0, 0.0, 0.0]

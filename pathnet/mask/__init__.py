@@ -15,7 +15,7 @@ True
 
 from pathnet.mask.apply import MaskMode, apply_mask, bias_masks, remove_mask
 from pathnet.mask.apply import _MaskParametrization as _MaskParametrization  # pickled models
-from pathnet.mask.core import Mask, applied_mask, prunable_parameters
+from pathnet.mask.core import Mask, applied_mask, prunable_parameters, tied_groups
 from pathnet.mask.files import MaskFileError
 
 __all__ = [
@@ -27,4 +27,5 @@ __all__ = [
     "bias_masks",
     "prunable_parameters",
     "remove_mask",
+    "tied_groups",
 ]

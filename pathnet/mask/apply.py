@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pathnet.mask.core import HARD_ATTRS as _HARD
-from pathnet.mask.core import PRUNABLE, Mask, _join, _module_path
+from pathnet.mask.core import PRUNABLE, Mask, _join, _module_path, tied_groups
 
 __all__ = ["MaskMode", "apply_mask", "bias_masks", "remove_mask"]
 
@@ -55,6 +55,7 @@ def bias_masks(model: nn.Module, mask: Mapping[str, Any]) -> dict[str, torch.Ten
     -------
     dict of str to torch.BoolTensor
         ``"<module>.bias"`` -> 1-D keep mask, for every masked module that has a bias.
+        A bias shared by several modules is kept where any of them keeps the unit.
 
     Examples
     --------
@@ -72,6 +73,9 @@ def bias_masks(model: nn.Module, mask: Mapping[str, Any]) -> dict[str, torch.Ten
         path = _module_path(name)
         if getattr(modules[path], "bias", None) is not None:
             out[_join(path, "bias")] = _unit_keep(keep)
+    for group in tied_groups(model, "bias"):  # a shared bias is kept where any unit is alive
+        alive = torch.stack([out[name] for name in group]).any(dim=0)
+        out.update(dict.fromkeys(group, alive))
     return out
 
 
@@ -89,6 +93,8 @@ def apply_mask(
     model : torch.nn.Module
     mask : Mask or mapping of str to bool tensor
         Must name exactly the model's prunable weights (see :func:`prunable_parameters`).
+        Names that share one tensor (tied weights, ``b.weight = a.weight``) must
+        have equal masks; unequal ones are refused, naming both.
     mode : {"parametrize", "prune", "hard"}
         ``"parametrize"``: ``torch.nn.utils.parametrize`` computes ``weight = orig * mask``.
         ``"prune"``: ``torch.nn.utils.prune.custom_from_mask`` (``weight_orig``, ``weight_mask``).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,14 @@ from torch import nn
 
 from pathnet._text import format_table
 
-__all__ = ["Mask", "applied_mask", "as_bool_mask", "prunable_parameters"]
+__all__ = [
+    "Mask",
+    "applied_mask",
+    "as_bool_mask",
+    "prunable_parameters",
+    "stored_tensor",
+    "tied_groups",
+]
 
 #: The module types whose weights a mask covers.
 PRUNABLE = (nn.Linear, nn.Conv2d)
@@ -36,6 +43,44 @@ def prunable_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
         if isinstance(module, PRUNABLE):
             out[_join(path, "weight")] = module.weight
     return out
+
+
+def _storage_key(t: torch.Tensor) -> tuple[Any, ...]:
+    """Equal for tensors that are the same memory (the same parameter, or a view of all of it)."""
+    if t.device.type == "meta" or t.numel() == 0:
+        return ("id", id(t))
+    return (str(t.device), t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape),
+            tuple(t.stride()))  # fmt: skip
+
+
+def stored_tensor(module: nn.Module, tensor_name: str) -> torch.Tensor:
+    """The tensor that holds ``module.<tensor_name>``'s values, under any mask applied to it."""
+    from torch.nn.utils import parametrize
+
+    if parametrize.is_parametrized(module, tensor_name):
+        return module.parametrizations[tensor_name].original  # type: ignore[union-attr, index]
+    orig = getattr(module, f"{tensor_name}_orig", None)
+    return orig if isinstance(orig, torch.Tensor) else getattr(module, tensor_name)
+
+
+def tied_groups(model: nn.Module, tensor_name: str = "weight") -> list[tuple[str, ...]]:
+    """Names of prunable modules' ``tensor_name`` tensors that share memory, in groups of 2+.
+
+    Tied weights (``b.weight = a.weight``) are one tensor under several names; a
+    mask must treat them as one (see :class:`Mask`).
+
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    >>> net[2].weight = net[0].weight
+    >>> tied_groups(net)
+    [('0.weight', '2.weight')]
+    """
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for path, module in model.named_modules():
+        if isinstance(module, PRUNABLE) and getattr(module, tensor_name, None) is not None:
+            key = _storage_key(stored_tensor(module, tensor_name))
+            groups.setdefault(key, []).append(_join(path, tensor_name))
+    return [tuple(names) for names in groups.values() if len(names) > 1]
 
 
 def _join(path: str, name: str) -> str:
@@ -116,6 +161,12 @@ class Mask(Mapping[str, torch.Tensor]):
         so that a float score tensor is never taken for a mask by mistake).
     meta : dict, optional
         JSON-serialisable provenance (method, density, seed, ...), kept in files.
+    tied : sequence of sequences of str, optional
+        Groups of names that are one tensor in the model (tied weights, see
+        :func:`tied_groups`). Their masks must be equal (``ValueError`` naming
+        both names otherwise), and :attr:`n_kept`, :attr:`n_total` and
+        :attr:`density` count each group once. :meth:`load` with a model and
+        :meth:`from_model` fill it in from the model.
 
     Examples
     --------
@@ -123,9 +174,18 @@ class Mask(Mapping[str, torch.Tensor]):
     >>> m = Mask({"fc.weight": torch.tensor([[True, False], [False, False]])})
     >>> m.density, m.n_kept, m.n_total
     (0.25, 1, 4)
+    >>> w = torch.tensor([True, False])
+    >>> Mask({"a.weight": w, "b.weight": w}, tied=[("a.weight", "b.weight")]).n_total
+    2
     """
 
-    def __init__(self, masks: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        masks: Mapping[str, Any],
+        meta: Mapping[str, Any] | None = None,
+        *,
+        tied: Sequence[Sequence[str]] = (),
+    ) -> None:
         data: dict[str, torch.Tensor] = {}
         for name, value in masks.items():
             if not isinstance(name, str) or not name:
@@ -138,6 +198,29 @@ class Mask(Mapping[str, torch.Tensor]):
             data[name] = t.detach().to("cpu").contiguous()
         self._data = data
         self.meta: dict[str, Any] = dict(meta or {})
+        self.tied: tuple[tuple[str, ...], ...] = self._check_ties(tied)
+
+    def _check_ties(self, tied: Sequence[Sequence[str]]) -> tuple[tuple[str, ...], ...]:
+        groups: list[tuple[str, ...]] = []
+        seen: set[str] = set()
+        for group in tied:
+            names = tuple(group)
+            if len(names) < 2 or not all(isinstance(n, str) and n in self._data for n in names):
+                raise ValueError(
+                    f"pathnet.Mask: tied must list groups of 2 or more of the mask's names, "
+                    f"got {names!r}"
+                )
+            if seen & set(names):
+                raise ValueError(f"pathnet.Mask: {names!r} overlaps another tied group")
+            seen |= set(names)
+            _check_equal(names, self._data)
+            groups.append(names)
+        return tuple(groups)
+
+    def _counted(self) -> list[torch.Tensor]:
+        """One tensor per distinct parameter: the first name of each tied group."""
+        later = {n for group in self.tied for n in group[1:]}
+        return [t for n, t in self._data.items() if n not in later]
 
     # Mapping protocol
     def __getitem__(self, name: str) -> torch.Tensor:
@@ -167,15 +250,15 @@ class Mask(Mapping[str, torch.Tensor]):
     # Quantities
     @property
     def n_kept(self) -> int:
-        return int(sum(int(t.sum()) for t in self._data.values()))
+        return int(sum(int(t.sum()) for t in self._counted()))
 
     @property
     def n_total(self) -> int:
-        return int(sum(t.numel() for t in self._data.values()))
+        return int(sum(t.numel() for t in self._counted()))
 
     @property
     def density(self) -> float:
-        """Fraction of kept elements over all masked parameters."""
+        """Fraction of kept elements over all masked parameters (tied ones counted once)."""
         return self.n_kept / self.n_total if self.n_total else 0.0
 
     @property
@@ -237,7 +320,7 @@ class Mask(Mapping[str, torch.Tensor]):
             module = model.get_submodule(_module_path(name))
             held = applied_mask(module)
             out[name] = held if held is not None else torch.ones(weight.shape, dtype=torch.bool)
-        return cls(out)
+        return cls(out, tied=tied_groups(model))
 
     # Files
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -261,7 +344,7 @@ class Mask(Mapping[str, torch.Tensor]):
         """
         from pathnet.mask.files import write_mask
 
-        return write_mask(path, self._data, self.meta)
+        return write_mask(path, self._data, self.meta, self.tied)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], model: nn.Module | None = None) -> Mask:
@@ -299,6 +382,7 @@ class Mask(Mapping[str, torch.Tensor]):
         mask = read_mask(path, cls, sum(p.numel() for p in params.values()))
         if model is not None:
             mask.check(model)
+            mask = cls(mask, mask.meta, tied=tied_groups(model))
         return mask
 
     def check(self, model: nn.Module) -> None:
@@ -319,4 +403,19 @@ class Mask(Mapping[str, torch.Tensor]):
         if problems:
             raise ValueError(
                 f"pathnet.Mask: does not fit {type(model).__name__}: " + "; ".join(problems)
+            )
+        for group in tied_groups(model):
+            _check_equal(group, self._data)
+
+
+def _check_equal(names: Sequence[str], masks: Mapping[str, torch.Tensor]) -> None:
+    """Masks of names that share one tensor must be equal."""
+    first = masks[names[0]]
+    for other in names[1:]:
+        t = masks[other]
+        if t.shape != first.shape or not torch.equal(t, first):
+            raise ValueError(
+                f"pathnet.Mask: {names[0]!r} and {other!r} share one tensor (tied weights) but "
+                f"their masks differ ({int(first.sum())} vs {int(t.sum())} kept); give both "
+                "the same mask"
             )

@@ -25,7 +25,7 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,7 +89,10 @@ def element_limit(file_size: int, model_elements: int = 0) -> int:
 
 
 def write_mask(
-    path: str | os.PathLike[str], masks: Mapping[str, torch.Tensor], meta: Mapping[str, Any]
+    path: str | os.PathLike[str],
+    masks: Mapping[str, torch.Tensor],
+    meta: Mapping[str, Any],
+    tied: Sequence[Sequence[str]] = (),
 ) -> Path:
     """Write ``masks`` atomically: torch form for ``.pt``/``.pth``, bit-packed ``.npz`` else."""
     buf = io.BytesIO()
@@ -102,6 +105,8 @@ def write_mask(
         "params": {k: list(v.shape) for k, v in masks.items()},
         "meta": dict(meta),
     }
+    if tied:
+        header["tied"] = [list(group) for group in tied]
     raw = json.dumps(header).encode()
     if len(raw) > HEADER_LIMIT:
         raise ValueError(
@@ -124,13 +129,14 @@ def read_mask(path: str | os.PathLike[str], cls: type[Mask], model_elements: int
         limit = element_limit(path.stat().st_size, model_elements)
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
+            tied: list[list[str]] = []
             if "header.npy" in names:
-                masks, meta = _read_npz(zf, where, limit)
+                masks, meta, tied = _read_npz(zf, where, limit)
             elif any(n.endswith("/data.pkl") for n in names):
                 masks, meta = _read_torch(path, zf, where, limit), {}
             else:
                 raise MaskFileError(f"{_P}: {where} is not a pathnet mask file (no header)")
-            return cls(masks, meta=meta)
+            return cls(masks, meta=meta, tied=tied)
     except MaskFileError:
         raise
     except _READ_ERRORS as exc:
@@ -198,7 +204,7 @@ def _uint8_payload(
 
 def _read_npz(
     zf: zipfile.ZipFile, where: str, limit: int
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[list[str]]]:
     raw = _uint8_payload(
         _read_member(zf, "header.npy", HEADER_LIMIT + _NPY_OVERHEAD, where),
         "header.npy", where, "header", -1, None,
@@ -214,6 +220,13 @@ def _read_npz(
         raise MaskFileError(
             f"{_P}: {where} has a damaged header: expected 'params' and 'meta' to be JSON objects"
         )
+    tied = header.get("tied", [])
+    if not isinstance(tied, list) or not all(
+        isinstance(g, list) and all(isinstance(n, str) for n in g) for g in tied
+    ):
+        raise MaskFileError(
+            f"{_P}: {where} has a damaged header: 'tied' must be a list of lists of names"
+        )
     sizes = {name: _checked_size(name, shape, where) for name, shape in params.items()}
     total = sum(sizes.values())
     if total > limit:
@@ -228,7 +241,7 @@ def _read_npz(
         packed = _uint8_payload(data, member, where, name, (n + 7) // 8, params[name])
         bits = np.unpackbits(packed, count=n).view(np.bool_)
         masks[name] = torch.from_numpy(bits.reshape(params[name]))
-    return masks, meta
+    return masks, meta, tied
 
 
 def _checked_size(name: str, shape: Any, where: str) -> int:
