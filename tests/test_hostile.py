@@ -344,78 +344,6 @@ def test_malformed_input_shapes(shape):
 
 
 # ------------------------------------------------------------------ mask files
-def write_npz(path: Path, header, **arrays) -> Path:
-    raw = header if isinstance(header, bytes) else __import__("json").dumps(header).encode()
-    np.savez(path, header=np.frombuffer(raw, dtype=np.uint8), **arrays)
-    return path
-
-
-def test_truncated_mask_files(tmp_path):
-    model = models.mlp([6, 5, 4], seed=0)
-    good = select("random", model, 0.5, seed=0).save(tmp_path / "good.npz")
-    data = good.read_bytes()
-    for cut in (0, 1, 10, len(data) // 3, len(data) // 2, len(data) - 1):
-        bad = tmp_path / f"cut{cut}.npz"
-        bad.write_bytes(data[:cut])
-        with pytest.raises(MaskFileError, match=rf"cut{cut}\.npz") as info:
-            Mask.load(bad, model=model)
-        assert "\n" not in str(info.value)
-        assert bad.read_bytes() == data[:cut]  # left alone
-    no_temp_files(tmp_path)
-
-
-def test_mask_file_from_another_model(tmp_path):
-    path = select("random", models.mlp([6, 5, 4], seed=0), 0.5, seed=0).save(tmp_path / "m.npz")
-    with pytest.raises(
-        ValueError,
-        match=r"does not fit MLP: .*'1\.weight' has shape \(5, 6\), the parameter \(5, 7\)",
-    ):
-        Mask.load(path, model=models.mlp([7, 5, 4]))
-    with pytest.raises(
-        ValueError,
-        match=r"missing \['features\.0\.weight'.*not in the model \['1\.weight', '3\.weight'\]",
-    ):
-        Mask.load(path, model=models.vgg11())
-    with pytest.raises(ValueError, match="does not fit"):
-        fit(models.vgg11(), Mask.load(path), (torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.long)), epochs=1, progress=False)  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("header", "arrays", "needle"),
-    [
-        ({"format": "x"}, {}, "not a pathnet mask"),
-        ([1, 2], {}, "not a pathnet mask"),
-        ("pathnet-mask", {}, "not a pathnet mask"),
-        (b"\xff\xfe", {}, "UnicodeDecodeError"),
-        ({"format": "pathnet-mask", "version": 99, "params": {}}, {}, "version 99"),
-        ({"format": "pathnet-mask", "version": 1, "params": [1]}, {}, "damaged header"),
-        ({"format": "pathnet-mask", "version": 1, "params": {"w": [3]}, "meta": [1]},
-         {"param0": np.zeros(1, np.uint8)}, "damaged header"),
-        ({"format": "pathnet-mask", "version": 1, "params": {"w": [-2, 4]}},
-         {"param0": np.zeros(1, np.uint8)}, r"shape \[-2, 4\]"),
-        ({"format": "pathnet-mask", "version": 1, "params": {"w": "ab"}},
-         {"param0": np.zeros(1, np.uint8)}, "shape 'ab'"),
-        ({"format": "pathnet-mask", "version": 1, "params": {"w": [3]}},
-         {"param0": np.zeros(1, np.float32)}, "dtype float32, expected packed uint8"),
-        ({"format": "pathnet-mask", "version": 1, "params": {"w": [30]}},
-         {"param0": np.zeros(1, np.uint8)}, "holds 1 bytes, expected 4"),
-        ({"format": "pathnet-mask", "version": 1, "params": {"w": [3]}}, {}, "param0"),
-        ({"format": "pathnet-mask", "version": 1, "params": {"": [3]}},
-         {"param0": np.zeros(1, np.uint8)}, "parameter names"),
-    ],
-    ids=["foreign", "list", "string", "utf8", "version", "params", "meta", "negative",
-         "shape-str", "dtype", "size", "missing", "empty-name"],
-)  # fmt: skip
-def test_damaged_mask_files(tmp_path, header, arrays, needle):
-    path = write_npz(tmp_path / "m.npz", header, **arrays)
-    before = path.read_bytes()
-    with pytest.raises(MaskFileError, match=needle) as info:
-        Mask.load(path)
-    assert "m.npz" in str(info.value) and "\n" not in str(info.value)
-    assert path.read_bytes() == before
-    assert listing(tmp_path) == ["m.npz"]
-
-
 def test_in_memory_masks_that_do_not_fit():
     model = models.mlp([6, 5, 4], seed=0)
     dag = pathnet.to_dag(model)
@@ -465,17 +393,6 @@ def test_crafted_pickles_are_never_executed(tmp_path):
         fit(models.mlp([4, 3, 2]), None, (torch.zeros(4, 4), torch.zeros(4, dtype=torch.long)),
             epochs=1, out_dir=ckpt.parent, resume=True, progress=False)  # fmt: skip
     assert not marker.exists()
-
-
-def test_saving_a_mask_where_it_cannot_go_leaves_nothing(tmp_path):
-    mask = select("random", models.mlp([4, 3, 2]), 0.5, seed=0)
-    (tmp_path / "folder").mkdir()
-    with pytest.raises(OSError):
-        mask.save(tmp_path / "folder")
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(OSError):
-        mask.save(tmp_path / "file" / "m.npz")
-    assert listing(tmp_path) == ["file", "folder"]
 
 
 # ------------------------------------------------------------------ checkpoints
