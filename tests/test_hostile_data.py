@@ -7,12 +7,17 @@ no input under 1 MB may cost more than 1 s or 100 MB before it is refused.
 from __future__ import annotations
 
 import gzip
+import pickle
+import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from pathnet.data import DatasetError, load_dataset, read_idx
+from pathnet.data import DatasetError, load_dataset, load_pickle, read_idx
 from tests.strategies import idx_bytes, write_fashion
 
 
@@ -60,3 +65,158 @@ def test_corrupt_dataset_files(tmp_path, damage, needle):
     if damage in ("truncate", "magic"):
         with pytest.raises(DatasetError, match=str(images)):
             read_idx(images)
+
+
+# ------------------------------------------------------------------ bounds
+SECONDS = 1.0
+MEGABYTES = 100.0
+
+
+def bounded(call: Callable[[], Any], needle: str | None = None) -> Any:
+    """Run ``call`` twice: timed (< 1 s of CPU), then under tracemalloc (peak < 100 MB).
+
+    With ``needle`` the call must raise DatasetError matching it (returned); else its
+    result is returned. CPU time (``time.process_time``) rather than wall time, so that a
+    busy shared test machine does not fail the bound; wall time is reported alongside.
+    """
+
+    def once() -> Any:
+        if needle is None:
+            return call()
+        with pytest.raises(DatasetError, match=needle) as info:
+            call()
+        return info.value
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = once()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert cpu < SECONDS, f"took {cpu:.2f} s of CPU ({wall:.2f} s wall)"
+    tracemalloc.start()
+    try:
+        once()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < MEGABYTES * 2**20, f"peak {peak / 2**20:.0f} MiB"
+    return result
+
+
+# ------------------------------------------------------------------ CIFAR pickles
+def shared_tree(depth: int) -> list:
+    x: list = []
+    for _ in range(depth):
+        x = [x, x]
+    return x
+
+
+def test_shared_reference_tree_loads_in_bounded_time(tmp_path):
+    """Issue 16.1: 2^31 paths through 31 shared lists; the old check walked every one."""
+    path = tmp_path / "tree"
+    path.write_bytes(pickle.dumps(shared_tree(31), protocol=2))
+    assert path.stat().st_size < 300
+    tree = bounded(lambda: load_pickle(path))
+    assert tree[0] is tree[1]  # shared references stay shared
+
+
+@pytest.mark.parametrize("key", ["labels", "data"])
+def test_shared_reference_tree_as_cifar_contents(tmp_path, key):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}
+    batch[key.encode()] = shared_tree(31)
+    (folder / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    err = bounded(lambda: load_dataset("cifar10", "test", root=folder), "flat list of numbers")
+    assert str(folder / "test_batch") in str(err)
+
+
+def test_shared_tuple_as_dict_key_is_refused(tmp_path):
+    """Hashing a key built from 31 shared tuples would visit 2^31 tuples."""
+    t: tuple = ()
+    for _ in range(31):
+        t = (t, t)
+    ops = pickle.dumps(t, protocol=2)[2:-1]  # the tuple's opcodes (building {t: 1} would hash t)
+    path = tmp_path / "key"
+    path.write_bytes(b"\x80\x02}" + ops + b"K\x01s.")
+    assert path.stat().st_size < 300
+    bounded(lambda: load_pickle(path), "dict keys and set members must be")
+
+
+def long1(n: int) -> bytes:
+    raw = n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw
+
+
+ALLOCATION_BOMBS = {
+    # Issue 16.2: bytearray(2**31) from 31 bytes.
+    "bytearray": b"c__builtin__\nbytearray\n" + long1(2**31) + b"\x85R.",
+    # numpy.ndarray((2**31,)) called directly, by REDUCE and by NEWOBJ.
+    "ndarray-reduce": b"\x80\x02cnumpy\nndarray\n" + long1(2**31) + b"\x85\x85R.",
+    "ndarray-newobj": b"\x80\x02cnumpy\nndarray\n" + long1(2**31) + b"\x85\x85\x81.",
+    # _reconstruct(ndarray, (2**31,), b"b"), then a state promising 2**31 bytes.
+    "reconstruct": (
+        b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+        + long1(2**31)
+        + b"\x85C\x01b\x87R(K\x01"
+        + long1(2**31)
+        + b"\x85cnumpy\ndtype\nX\x02\x00\x00\x00u1\x89\x88\x87R\x89C\x01\x00tb."
+    ),
+    # An object array: numpy's own setstate allocates the shape first (and can crash).
+    "object-array": pickle.dumps(np.array([1, "a"], dtype=object), protocol=2),
+    # Memo index 2**32 - 1: the C unpickler sizes its memo table from it.
+    "memo": b"\x80\x02]r\xff\xff\xff\xff0N.",
+    # A length prefix of 2**40 bytes.
+    "binbytes8": b"\x80\x04\x8e" + (2**40).to_bytes(8, "little") + b"abc.",
+    # 1 MB of one-byte opcodes, each allocating a container.
+    "empty-sets": b"\x80\x04" + b"\x8f" * 1_000_000 + b".",
+    "empty-dicts": b"\x80\x02" + b"}" * 1_000_000 + b".",
+    "marks": b"\x80\x02" + b"(" * 1_000_000 + b".",
+    # A dict whose 2,000 integer keys share one hash: quadratic insertion.
+    "colliding-keys": b"\x80\x02}("
+    + b"".join(long1(k * (2**61 - 1)) + b"N" for k in range(1, 2001))
+    + b"u.",
+    # A dtype whose state claims fields (numpy would trust the flags).
+    "dtype-state": b"\x80\x02cnumpy\ndtype\nX\x02\x00\x00\x00V8\x89\x88\x87R"
+    b"(K\x03X\x01\x00\x00\x00|N(X\x01\x00\x00\x00at}NJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?tb.",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALLOCATION_BOMBS))
+def test_allocation_bombs_are_refused(tmp_path, name):
+    data = ALLOCATION_BOMBS[name]
+    assert len(data) < 2**20
+    path = tmp_path / name
+    path.write_bytes(data)
+    if name == "memo":  # harmless here: the memo is a dict
+        assert bounded(lambda: load_pickle(path)) is None
+        return
+    err = bounded(lambda: load_pickle(path), "refused to unpickle|not a valid data pickle")
+    assert str(path) in str(err)
+
+
+def test_legacy_protocols_still_load(tmp_path):
+    """Protocols 0 to 5, Python 2 strings and big-endian arrays keep working."""
+    obj = {
+        "a": [1, -2, 2**70, 1.5, None, True, "é", b"\x00\xff"],
+        "b": (np.arange(6, dtype=">i4").reshape(2, 3), np.float32(2.5)),
+        "c": np.asfortranarray(np.arange(6, dtype=np.uint8).reshape(2, 3)),
+        "s": {1, 2},
+        "f": frozenset({"x"}),
+    }
+    for protocol in range(6):
+        path = tmp_path / f"p{protocol}"
+        path.write_bytes(pickle.dumps(obj, protocol=protocol))
+        got = load_pickle(path)
+        assert got["a"] == obj["a"] and got["s"] == obj["s"] and got["f"] == obj["f"]
+        np.testing.assert_array_equal(got["b"][0], obj["b"][0])
+        assert got["b"][0].dtype == np.dtype(">i4") and got["b"][1] == np.float32(2.5)
+        np.testing.assert_array_equal(got["c"], obj["c"])
+        assert got["c"].flags.writeable
+    # Python 2 cPickle: str is bytes under encoding="bytes", dtype('S', ...) sized by state
+    py2 = (
+        b"\x80\x02}q\x00(U\x04dataq\x01cnumpy.core.multiarray\n_reconstruct\nq\x02cnumpy\n"
+        b"ndarray\nq\x03K\x00\x85U\x01b\x87Rq\x04(K\x01K\x02\x85cnumpy\ndtype\nq\x05U\x02S3"
+        b"K\x00K\x01\x87Rq\x06(K\x03U\x01|NNNK\x03K\x01K\x00tbK\x00U\x06abcdeftbu."
+    )
+    path = tmp_path / "py2"
+    path.write_bytes(py2)
+    np.testing.assert_array_equal(load_pickle(path)[b"data"], np.array([b"abc", b"def"]))
