@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import struct
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -220,3 +221,57 @@ def test_legacy_protocols_still_load(tmp_path):
     path = tmp_path / "py2"
     path.write_bytes(py2)
     np.testing.assert_array_equal(load_pickle(path)[b"data"], np.array([b"abc", b"def"]))
+
+
+# ------------------------------------------------------------------ IDX files
+def gzip_bomb(header: bytes, members: int = 60) -> bytes:
+    """``header`` then ``members`` x 16 MiB of zeros, as concatenated gzip members (~1 MB)."""
+    zeros = gzip.compress(bytes(16 << 20), compresslevel=9, mtime=0)
+    return gzip.compress(header, mtime=0) + zeros * members
+
+
+@pytest.mark.parametrize(
+    ("declared", "needle"),
+    [
+        ((60 * (16 << 20),), "implausible IDX file"),  # declares the whole gigabyte
+        ((10,), "oversized IDX file"),  # declares 10 bytes, holds a gigabyte
+        ((16 << 20,), "oversized IDX file"),  # declares what is plausible, holds more
+    ],
+)
+def test_idx_gzip_bomb_is_refused_while_streaming(tmp_path, declared, needle):
+    """Issue 16.5: ~1 MB of gzip expanding to ~1 GB; the old reader inflated it all."""
+    header = b"\x00\x00\x08" + bytes([len(declared)]) + struct.pack(">I", *declared)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip_bomb(header))
+    assert path.stat().st_size < 2**20
+    err = bounded(lambda: read_idx(path), needle)
+    assert str(path) in str(err)
+
+
+@pytest.mark.parametrize("ndim", [33, 64, 255])
+def test_idx_too_many_dimensions(tmp_path, ndim):
+    path = tmp_path / "train-labels-idx1-ubyte"
+    path.write_bytes(
+        b"\x00\x00\x08" + bytes([ndim]) + struct.pack(f">{ndim}I", *[1] * ndim) + b"\x07"
+    )
+    err = bounded(lambda: read_idx(path), f"declares {ndim} dimensions")
+    assert str(path) in str(err)
+
+
+def test_idx_huge_declared_shape_raw(tmp_path):
+    """A raw file declaring 2^32 x 2^32 bytes is refused from its size, nothing allocated."""
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(b"\x00\x00\x08\x02" + struct.pack(">2I", 2**32 - 1, 2**32 - 1) + b"\x00" * 9)
+    bounded(lambda: read_idx(path), "truncated IDX file")
+
+
+def test_idx_big_endian_types_stay_exact(tmp_path):
+    for code, dtype in ((0x0B, ">i2"), (0x0C, ">i4"), (0x0D, ">f4"), (0x0E, ">f8"), (0x09, "i1")):
+        arr = np.arange(-3, 3, dtype=dtype).reshape(2, 3)
+        raw = bytes([0, 0, code, 2]) + struct.pack(">2I", 2, 3) + arr.tobytes()
+        for name, data in (("raw", raw), ("gz", gzip.compress(raw))):
+            path = tmp_path / name
+            path.write_bytes(data)
+            got = read_idx(path)
+            assert got.dtype.isnative and got.flags.writeable
+            np.testing.assert_array_equal(got, arr)
