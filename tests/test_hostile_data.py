@@ -7,19 +7,23 @@ no input under 1 MB may cost more than 1 s or 100 MB before it is refused.
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
 import struct
 import time
 import tracemalloc
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from pathnet.data import DatasetError, load_dataset, load_pickle, read_idx
 from tests.strategies import idx_bytes, write_fashion
+from tests.test_data import make_tiny
 
 
 def listing(folder: Path) -> list[str]:
@@ -275,3 +279,102 @@ def test_idx_big_endian_types_stay_exact(tmp_path):
             got = read_idx(path)
             assert got.dtype.isnative and got.flags.writeable
             np.testing.assert_array_equal(got, arr)
+
+
+# ------------------------------------------------------------------ Tiny-ImageNet
+@pytest.fixture
+def tiny(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    folder = tmp_path / "data" / "tiny-imagenet-200"
+    make_tiny(folder)
+    return folder
+
+
+def outside_image(path: Path) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("entry", ["../../../secret.JPEG", "ABSOLUTE", "images/../../x.JPEG"])
+def test_tiny_val_annotations_cannot_leave_the_folder(tiny, tmp_path, entry):
+    """Issue 16.3: '..' and absolute paths were opened and loaded as images."""
+    secret = outside_image(tmp_path / "secret.JPEG")
+    entry = str(secret) if entry == "ABSOLUTE" else entry
+    ann = tiny / "val" / "val_annotations.txt"
+    ann.write_text(ann.read_text() + f"{entry}\tn01000001\t0\t0\t63\t63\n")
+    err = bounded(lambda: load_dataset("tiny-imagenet", "test", root=tiny), "not a plain file name")
+    assert f"{ann}, line 4" in str(err)
+
+
+@pytest.mark.parametrize("wnid", ["ABSOLUTE", "../../outside"])
+def test_tiny_wnids_cannot_leave_the_folder(tiny, tmp_path, wnid):
+    outside = tmp_path / "outside"
+    outside_image(outside / "images" / "x.JPEG")
+    wnid = str(outside) if wnid == "ABSOLUTE" else wnid
+    (tiny / "wnids.txt").write_text(f"n01000001\nn02000002\n{wnid}\n")
+    err = bounded(
+        lambda: load_dataset("tiny-imagenet", "train", root=tiny), "not a plain file name"
+    )
+    assert f"{tiny / 'wnids.txt'}, line 3" in str(err)
+
+
+@pytest.mark.parametrize("name", ["wnids.txt", "val/val_annotations.txt"])
+def test_tiny_non_utf8_text(tiny, name):
+    path = tiny / name
+    raw = path.read_bytes()
+    path.write_bytes(raw + b"n0\xff\xfe\n")
+    err = bounded(lambda: load_dataset("tiny-imagenet", "test", root=tiny), "not UTF-8")
+    line = raw.count(b"\n") + 1
+    assert f"{path}, line {line}:" in str(err)
+
+
+def rewrite_cache(path: Path, **changes: np.ndarray) -> None:
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays.update(changes)
+    np.savez(path, **arrays)
+
+
+def test_tiny_cache_is_validated_like_fresh_data(tiny):
+    """Issue 16.3: a cache with the right fingerprint had its labels and shapes trusted."""
+    fresh = load_dataset("tiny-imagenet", "train", root=tiny)
+    cache = tiny / "pathnet-train.npz"
+    n = len(fresh)
+    bad_labels = np.full(n, 7, dtype=np.int64)
+    bad_labels[0] = 99
+    for change in (
+        {"labels": bad_labels},  # out of range for 2 classes
+        {"labels": fresh.labels.numpy()[::-1].copy()},  # in range, but not the folders'
+        {"images": np.zeros((n, 8, 8, 3), np.uint8)},  # 8x8 images
+        {"images": np.zeros((n, 64, 64, 3), np.float32)},  # wrong dtype
+        {"images": np.zeros((n, 64, 64), np.uint8)},  # no channels
+    ):
+        rewrite_cache(cache, **change)
+        again = load_dataset("tiny-imagenet", "train", root=tiny)
+        assert torch.equal(again.labels, fresh.labels), change
+        torch.testing.assert_close(again.images, fresh.images)
+        with np.load(cache) as npz:  # rebuilt: the next load reads a valid cache
+            np.testing.assert_array_equal(npz["labels"], fresh.labels.numpy())
+            assert npz["images"].shape == (n, 64, 64, 3)
+
+
+def test_tiny_cache_member_declaring_a_huge_shape(tiny):
+    fresh = load_dataset("tiny-imagenet", "train", root=tiny)
+    cache = tiny / "pathnet-train.npz"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|u1", "fortran_order": False, "shape": (10**9, 64, 64, 3)}
+    )
+    with np.load(cache) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    with zipfile.ZipFile(cache, "w") as zf:
+        zf.writestr("images.npy", b"\x93NUMPY\x01\x00" + header.getvalue()[8:] + b"\x00" * 100)
+        for key in ("labels", "fingerprint"):
+            buf = io.BytesIO()
+            np.save(buf, arrays[key])
+            zf.writestr(f"{key}.npy", buf.getvalue())
+    again = bounded(lambda: load_dataset("tiny-imagenet", "train", root=tiny, cache=True))
+    assert torch.equal(again.labels, fresh.labels)
