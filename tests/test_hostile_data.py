@@ -1,15 +1,18 @@
 """Hostile data-set files: each is refused with a DatasetError naming the file, quickly.
 
 Crafted IDX files, CIFAR pickles and Tiny-ImageNet folders (issue 16, items 1, 2, 3, 5):
-no input under 1 MB may cost more than 1 s or 100 MB before it is refused.
+no input under 1 MB may cost more than 1 s (of CPU) or 100 MB before it is refused; random
+bytes and random damage to valid files raise DatasetError and nothing else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import pickle
 import struct
+import tempfile
 import time
 import tracemalloc
 import zipfile
@@ -20,9 +23,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pathnet.data import DatasetError, load_dataset, load_pickle, read_idx
-from tests.strategies import idx_bytes, write_fashion
+from tests.strategies import idx_bytes, profile, write_fashion
 from tests.test_data import make_tiny
 
 
@@ -378,3 +383,86 @@ def test_tiny_cache_member_declaring_a_huge_shape(tiny):
             zf.writestr(f"{key}.npy", buf.getvalue())
     again = bounded(lambda: load_dataset("tiny-imagenet", "train", root=tiny, cache=True))
     assert torch.equal(again.labels, fresh.labels)
+
+
+# ------------------------------------------------------------------ property: random damage
+def _valid_idx_files() -> list[bytes]:
+    images = np.arange(2 * 5 * 4, dtype=np.uint8).reshape(2, 5, 4)
+    ints = np.array([[1, -2, 70000], [3, 4, -5]], dtype=">i4")
+    long = np.arange(1100, dtype=np.uint8)  # room for a header of up to 255 dimensions
+    raw = [
+        idx_bytes(images),
+        idx_bytes(long),
+        bytes([0, 0, 0x0C, 2]) + struct.pack(">2I", 2, 3) + ints.tobytes(),
+    ]
+    return raw + [gzip.compress(r, mtime=0) for r in raw]
+
+
+def _valid_pickles() -> list[bytes]:
+    batch = {
+        b"data": np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072) % 251,
+        b"labels": [3, 1],
+        b"filenames": [b"a.png", "b.png"],
+        "extra": (1.5, None, True, {1, 2}, np.float32(2.0), np.arange(3, dtype=">f8")),
+    }
+    return [pickle.dumps(batch, protocol=p) for p in range(6)]
+
+
+VALID = {"idx": _valid_idx_files(), "pickle": _valid_pickles()}
+
+
+@st.composite
+def damaged(draw: st.DrawFn, kind: str) -> bytes:
+    """Random bytes, or a valid file with a few random flips, insertions, cuts and splices."""
+    if draw(st.integers(0, 4)) == 0:
+        return draw(st.binary(max_size=600))
+    data = bytearray(draw(st.sampled_from(VALID[kind])))
+    for _ in range(draw(st.integers(1, 6))):
+        pos = draw(st.integers(0, len(data)))
+        action = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "byte"]))
+        if action == "flip" and pos < len(data):
+            data[pos] ^= 1 << draw(st.integers(0, 7))
+        elif action == "byte" and pos < len(data):
+            data[pos] = draw(st.sampled_from([0x00, 0x7F, 0x80, 0xFF, 0x85, 0x8A, 0x94, 0x95]))
+        elif action == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
+        elif action == "delete":
+            del data[pos : pos + draw(st.integers(1, 16))]
+        elif action == "truncate":
+            del data[pos:]
+    return bytes(data)
+
+
+def only_dataset_errors(call: Callable[[], Any]) -> None:
+    """``call`` may succeed or raise DatasetError, within the time and memory bounds."""
+    tracemalloc.start()
+    try:
+        cpu = time.process_time()
+        with contextlib.suppress(DatasetError):
+            call()
+        cpu = time.process_time() - cpu
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert cpu < SECONDS, f"took {cpu:.2f} s of CPU"
+    assert peak < MEGABYTES * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+@profile(300)
+@given(data=damaged("idx"))
+def test_damaged_idx_files_raise_only_dataset_error(data):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train-images-idx3-ubyte"
+        path.write_bytes(data)
+        only_dataset_errors(lambda: read_idx(path))
+
+
+@profile(300)
+@given(data=damaged("pickle"))
+def test_damaged_pickles_raise_only_dataset_error(data):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "cifar-10-batches-py"
+        folder.mkdir()
+        (folder / "test_batch").write_bytes(data)
+        only_dataset_errors(lambda: load_pickle(folder / "test_batch"))
+        only_dataset_errors(lambda: load_dataset("cifar10", "test", root=folder))
