@@ -46,9 +46,19 @@ image files change.
 
 Notes
 -----
-The ``.npz`` and pickle files are read without ever executing code from them: the CIFAR
-pickles are loaded with :func:`load_pickle`, which only lets the numpy array
-reconstruction functions through, and ``np.load`` runs with ``allow_pickle=False``.
+Crafted files are refused with a :class:`DatasetError` naming the file, at bounded cost
+(no file under 1 MB costs more than about a second or 100 MB before it is refused):
+
+- CIFAR pickles are read by :func:`load_pickle`, a pickle interpreter of its own that
+  builds only plain data and numpy arrays, runs no code from the file, charges every step
+  against a memory budget (3 x the file size + 16 MiB) and never walks shared references;
+- IDX files are decompressed while they are read, never beyond the size their header
+  declares, and a header declaring more than 32 times the compressed size is refused;
+- Tiny-ImageNet: names read from ``wnids.txt`` and ``val_annotations.txt`` must be plain
+  file names (no ``..``, no absolute paths), and the decoded-image cache is checked from
+  its headers (shapes, dtype) and against the folder's labels before it is trusted;
+- ``np.load`` runs with ``allow_pickle=False``; archives refuse absolute paths, ``..``
+  and links.
 
 Layout
 ------

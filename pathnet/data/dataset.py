@@ -122,13 +122,27 @@ class Dataset:
         return -torch.tensor(self.mean) / torch.tensor(self.std)
 
     def to(self, device: torch.device | str) -> Dataset:
-        """Return a copy whose tensors live on ``device`` (e.g. to batch on the GPU)."""
+        """Return a copy whose tensors live on ``device`` (e.g. to batch on the GPU).
+
+        Examples
+        --------
+        >>> ds = Dataset(torch.zeros(2, 1, 1, 1), torch.tensor([0, 1]), 2, "toy", "test", (1, 1, 1))
+        >>> ds.to("cpu").images.device
+        device(type='cpu')
+        """
         return dataclasses.replace(
             self, images=self.images.to(device), labels=self.labels.to(device)
         )
 
     def select(self, index: Tensor | Sequence[int]) -> Dataset:
-        """Return the samples at ``index`` (a 1-D integer tensor or sequence) as a Dataset."""
+        """Return the samples at ``index`` (a 1-D integer tensor or sequence) as a Dataset.
+
+        Examples
+        --------
+        >>> ds = Dataset(torch.zeros(3, 1, 1, 1), torch.tensor([0, 1, 1]), 2, "toy", "test", (1, 1, 1))
+        >>> ds.select([2, 0]).labels.tolist()
+        [1, 0]
+        """
         idx = torch.as_tensor(index, dtype=torch.int64, device=self.images.device)
         return dataclasses.replace(self, images=self.images[idx], labels=self.labels[idx])
 
@@ -147,6 +161,11 @@ def normalize(images: np.ndarray | Tensor, mean: Sequence[float], std: Sequence[
     -------
     torch.Tensor
         float32 ``(images / 255 - mean) / std``, a new contiguous tensor.
+
+    Examples
+    --------
+    >>> normalize(np.array([[[[0, 255]]]], dtype=np.uint8), mean=[0.5], std=[0.5])
+    tensor([[[[-1.,  1.]]]])
     """
     if isinstance(images, np.ndarray):
         tensor = torch.from_numpy(np.ascontiguousarray(images))
@@ -212,6 +231,14 @@ def random_crop_flip(
     -------
     torch.Tensor
         New tensor of the same shape, dtype and device as ``images``.
+
+    Examples
+    --------
+    >>> x = torch.arange(3.0).view(1, 1, 1, 3)
+    >>> random_crop_flip(x, torch.Generator().manual_seed(1), padding=0)  # flipped
+    tensor([[[[2., 1., 0.]]]])
+    >>> random_crop_flip(x, torch.Generator().manual_seed(0), padding=1, flip=False).shape
+    torch.Size([1, 1, 1, 3])
     """
     if not isinstance(images, Tensor) or images.dim() != 4:
         raise ValueError(f"{PREFIX}.random_crop_flip: images must be a 4-D tensor [N, C, H, W]")

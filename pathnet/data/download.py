@@ -164,6 +164,23 @@ def download(
     ------
     DatasetError
         A download failed, or a file failed its checksum.
+
+    Examples
+    --------
+    From a local mirror (a ``file://`` address), with the checksums of its files:
+
+    >>> import gzip, hashlib, tempfile, pathlib
+    >>> mirror = pathlib.Path(tempfile.mkdtemp())
+    >>> sums = {}
+    >>> for name in CHECKSUMS["mnist"]:
+    ...     data = gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 0]))  # an empty IDX file
+    ...     _ = (mirror / name).write_bytes(data)
+    ...     sums[name] = hashlib.md5(data).hexdigest()
+    >>> dest = pathlib.Path(tempfile.mkdtemp())
+    >>> download("mnist", dest, mirror=mirror.as_uri(), checksums=sums) == dest / "mnist"
+    True
+    >>> sorted(p.name for p in (dest / "mnist").iterdir())[:2]
+    ['t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz']
     """
     return fetch_dataset(canonical_name(name), root, mirror, checksums)
 

@@ -71,6 +71,11 @@ def search_dirs(name: str, root: str | os.PathLike[str] | None = None) -> list[P
     Returns
     -------
     list of pathlib.Path
+
+    Examples
+    --------
+    >>> [str(p) for p in search_dirs("fashion_mnist", root="/data")[:3]]
+    ['/data', '/data/fashion-mnist', '/data/fashion_mnist']
     """
     return [path for path, _ in _candidates(canonical_name(name), root)]
 
@@ -84,6 +89,15 @@ def find_dataset(
     ------
     DatasetNotFoundError
         Listing every folder looked in and how to get the data.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "cifar-10-batches-py").mkdir()
+    >>> _ = (root / "cifar-10-batches-py" / "test_batch").write_bytes(b"")
+    >>> find_dataset("cifar10", "test", root=root) == root / "cifar-10-batches-py"
+    True
     """
     name = canonical_name(name)
     split = canonical_split(split)
@@ -163,6 +177,24 @@ def load_dataset(
         The data set is found nowhere and ``download`` is False.
     DatasetError
         A file is malformed or a download fails its checksum.
+
+    Examples
+    --------
+    A two-image MNIST written by hand in the IDX format:
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> def idx(shape, values):
+    ...     dims = b"".join(n.to_bytes(4, "big") for n in shape)
+    ...     return bytes([0, 0, 8, len(shape)]) + dims + bytes(values)
+    >>> for prefix in ("train", "t10k"):
+    ...     _ = (root / f"{prefix}-images-idx3-ubyte").write_bytes(idx((2, 28, 28), [0] * 1568))
+    ...     _ = (root / f"{prefix}-labels-idx1-ubyte").write_bytes(idx((2,), [3, 7]))
+    >>> ds = load_dataset("mnist", "test", root=root)
+    >>> ds
+    Dataset(name='mnist', split='test', n=2, input_shape=(1, 28, 28), num_classes=10, device=cpu)
+    >>> ds.labels.tolist(), round(ds.images.min().item(), 4)  # black is -mean / std
+    ([3, 7], -0.4242)
     """
     name = canonical_name(name)
     split = canonical_split(split)
