@@ -498,29 +498,6 @@ class LayeredDAG:
         }
 
     # ------------------------------------------------------------ conversion
-    def adjacency(self, p: int = 1) -> sp.csr_matrix:
-        """One global (n_units x n_units) CSR matrix, entry ``[j, i]`` for edge ``i -> j``.
-
-        ``p`` selects the edge quantity as in :meth:`EdgeBlock.weight`; parallel
-        blocks between the same groups are summed.
-        """
-        off = self.offsets
-        rows, cols, vals = [], [], []
-        for block in self.blocks:
-            m = block.weight(p).tocoo()
-            rows.append(m.row.astype(np.int64) + off[block.target])
-            cols.append(m.col.astype(np.int64) + off[block.source])
-            vals.append(m.data)
-        n = self.n_units
-        return sp.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-        )
-
-    def unit_name(self, unit: int) -> tuple[int, int]:
-        """Global unit index -> ``(group index, unit index within the group)``."""
-        g = int(np.searchsorted(self.offsets, unit, side="right") - 1)
-        return g, unit - int(self.offsets[g])
-
     def to_networkx(self, *, force: bool = False, max_edges: int = 200_000) -> nx.MultiDiGraph:
         """A networkx graph with one node per unit, for small nets.
 
