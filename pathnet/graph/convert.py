@@ -17,15 +17,8 @@ import torch.fx
 from torch import nn
 
 from pathnet.graph.dag import LayeredDAG, UnitGroup
-from pathnet.graph.handlers import (
-    SUPPORTED,
-    WEIGHTED_MODULES,
-    UnsupportedModelError,
-    _Builder,
-    _Val,
-    classify,
-    describe,
-)
+from pathnet.graph.handlers import UnsupportedModelError, _Builder, _Val
+from pathnet.graph.ops import SUPPORTED, WEIGHTED_MODULES, classify, describe, refusal
 
 __all__ = ["SUPPORTED", "UnsupportedModelError", "to_dag"]
 
@@ -68,6 +61,7 @@ def to_dag(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> Laye
             f"pathnet.to_dag: model must be a torch.nn.Module, got {type(model).__name__}"
         )
     shape = _input_shape(model, input_shape)
+    _check_tensors(model)
     graph = _trace(model, shape)
     modules = dict(model.named_modules())
     builder, output = _walk(graph, modules, shape, type(model).__name__)
@@ -92,10 +86,11 @@ def _input_shape(model: nn.Module, input_shape: Any) -> tuple[int, ...]:
         raise ValueError(
             f"pathnet.to_dag: input_shape must be a tuple of positive ints, got {input_shape!r}"
         ) from None
-    if not shape or any(s < 1 for s in shape) or len(shape) not in (1, 3):
+    one_d = any(isinstance(m, nn.Conv1d) for m in model.modules())
+    if not shape or any(s < 1 for s in shape) or len(shape) not in ((1, 2, 3) if one_d else (1, 3)):
         raise ValueError(
             "pathnet.to_dag: input_shape must be (features,) or (channels, height, width) "
-            f"with positive sizes, got {shape}"
+            f"(or (channels, length) for a model with Conv1d) with positive sizes, got {shape}"
         )
     return shape
 
@@ -170,7 +165,7 @@ def _walk(
 ) -> tuple[_Builder, _Val]:
     """Hand every node to its handler; returns the builder and the output value."""
     bad = [
-        f"{n.target!r} ({type(modules[str(n.target)]).__name__})"
+        f"{n.target!r} ({type(modules[str(n.target)]).__name__}){refusal(modules[str(n.target)])}"
         for n in graph.nodes
         if n.op == "call_module" and classify(n, modules) == "unsupported"
     ]
@@ -208,6 +203,19 @@ def _walk(
     return builder, output
 
 
+def _check_tensors(model: nn.Module) -> None:
+    """Refuse meta tensors (no values to read) with a message that says what to do."""
+    for kind, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, t in named:
+            if t.is_meta:
+                raise ValueError(
+                    f"pathnet.to_dag: {kind} {name!r} of {type(model).__name__} is on the meta "
+                    "device and has no values; materialise the model first, e.g. "
+                    "model.to_empty(device='cpu') and then load_state_dict(...) or "
+                    "reset_parameters()"
+                )
+
+
 # ------------------------------------------------------------------ step 4
 def _assemble(b: _Builder, output: _Val, model_name: str) -> LayeredDAG:
     """Groups and blocks -> a validated :class:`LayeredDAG`, the output group last."""
@@ -226,4 +234,4 @@ def _assemble(b: _Builder, output: _Val, model_name: str) -> LayeredDAG:
         *(UnitGroup(g["name"], g["size"], g["kind"], tuple(g["shape"])) for g in b.groups[1:]),
     ]
     blocks = sorted(b.blocks, key=lambda blk: (blk.target, blk.source))
-    return LayeredDAG(tuple(groups), tuple(blocks), model_name, b.input_shape)
+    return LayeredDAG(tuple(groups), tuple(blocks), model_name, b.input_shape, b.tied)

@@ -15,7 +15,6 @@ shortcut both end in the block's sum group rather than in groups of their own.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,156 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.fx
-import torch.nn.functional as F
 from torch import nn
 
 from pathnet.graph.dag import EdgeBlock
+from pathnet.graph.ops import SUPPORTED, classify, describe
 
-__all__ = ["SUPPORTED", "UnsupportedModelError"]
+__all__ = ["HANDLERS", "UnsupportedModelError"]
 
 
 class UnsupportedModelError(ValueError):
     """A model holds an operation that a layered DAG of units cannot express."""
-
-
-SUPPORTED = (
-    "Linear, Conv2d (groups=1), BatchNorm1d/2d, elementwise activations, dropout, "
-    "max/avg/adaptive pooling, upsampling, flatten/view/reshape to (N, -1), and "
-    "residual additions"
-)
-
-# ------------------------------------------------------------ operation tables
-WEIGHTED_MODULES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
-_PASS_MODULES: tuple[type[nn.Module], ...] = (
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Hardtanh,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Softplus,
-    nn.Softsign,
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.AlphaDropout,
-    nn.MaxPool2d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
-    nn.Upsample,
-    nn.Identity,
-    nn.Softmax,
-    nn.LogSoftmax,
-)
-_PASS_FUNCTIONS: set[Any] = {
-    F.relu,
-    F.relu6,
-    F.leaky_relu,
-    F.elu,
-    F.selu,
-    F.gelu,
-    F.silu,
-    F.mish,
-    F.hardtanh,
-    F.hardswish,
-    F.softplus,
-    F.dropout,
-    F.dropout2d,
-    F.max_pool2d,
-    F.avg_pool2d,
-    F.adaptive_avg_pool2d,
-    F.adaptive_max_pool2d,
-    F.interpolate,
-    F.softmax,
-    F.log_softmax,
-    F.batch_norm,
-    torch.relu,
-    torch.relu_,
-    torch.sigmoid,
-    torch.tanh,
-    torch.nn.functional.sigmoid,
-    torch.nn.functional.tanh,
-    torch.softmax,
-    torch.log_softmax,
-    torch.max_pool2d,
-    torch.dropout,
-}
-_PASS_METHODS = {
-    "relu",
-    "relu_",
-    "sigmoid",
-    "sigmoid_",
-    "tanh",
-    "tanh_",
-    "contiguous",
-    "clone",
-    "detach",
-    "softmax",
-    "log_softmax",
-    "clamp",
-    "clamp_min",
-    "clamp_",
-    "float",
-    "double",
-    "to",
-}
-_RESHAPE_FUNCTIONS: set[Any] = {torch.flatten, torch.reshape}
-_RESHAPE_METHODS = {"view", "reshape", "flatten", "squeeze"}
-_ADD_FUNCTIONS: set[Any] = {operator.add, operator.iadd, torch.add}
-_ADD_METHODS = {"add", "add_"}
-
-
-def classify(node: torch.fx.Node, modules: dict[str, nn.Module]) -> str:
-    """The handler key of a node: ``"weighted"``, ``"pass"``, ``"reshape"``,
-    ``"add"`` or ``"unsupported"``."""
-    if node.op == "call_module":
-        mod = modules[str(node.target)]
-        if isinstance(mod, WEIGHTED_MODULES):
-            return "weighted"
-        if isinstance(mod, nn.Flatten):
-            return "reshape"
-        if isinstance(mod, _PASS_MODULES):
-            return "pass"
-        return "unsupported"
-    if node.op == "call_function":
-        if node.target in _ADD_FUNCTIONS:
-            return "add"
-        if node.target in _RESHAPE_FUNCTIONS:
-            return "reshape"
-        if node.target in _PASS_FUNCTIONS:
-            return "pass"
-        return "unsupported"
-    if node.op == "call_method":
-        if node.target in _ADD_METHODS:
-            return "add"
-        if node.target in _RESHAPE_METHODS:
-            return "reshape"
-        if node.target in _PASS_METHODS:
-            return "pass"
-    return "unsupported"
-
-
-def describe(node: torch.fx.Node, modules: dict[str, nn.Module]) -> tuple[str, str]:
-    """``(where, what)`` for messages: ``("module 'fc'", "Linear")``."""
-    if node.op == "call_module":
-        mod = modules[str(node.target)]
-        return f"module {node.target!r}", type(mod).__name__
-    if node.op == "call_method":
-        return f"node {node.name!r}", f"method .{node.target}()"
-    name = getattr(node.target, "__name__", str(node.target))
-    return f"node {node.name!r}", f"function {name}"
 
 
 # ----------------------------------------------------------------- values
@@ -188,8 +47,18 @@ class _Pending:
 
 
 @dataclass(frozen=True)
+class _Cat:
+    """A channel concatenation: its units are those of the groups listed, in order.
+
+    It never becomes a group; a layer that reads it gets one block per group.
+    """
+
+    parts: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class _Val:
-    src: int | _Pending  # a group index, or a pending group
+    src: int | _Pending | _Cat  # a group index, a pending group or a concatenation
     shape: tuple[int, ...]  # per-sample tensor shape
     per_unit: int = 1  # for a flattened tensor: features per unit
 
@@ -202,7 +71,8 @@ class _Op:
     where: str  # "module 'fc'" / "node 'add_1'"
     what: str  # "Linear" / "function add"
     shape: tuple[int, ...]  # per-sample output shape
-    args: list[_Val]  # values of the tensor inputs, in order
+    args: list[_Val]  # values of the tensor inputs, in order, each once
+    named: dict[str, _Val]  # the same by node name
 
     def refuse(self, problem: str) -> UnsupportedModelError:
         return UnsupportedModelError(f"pathnet.to_dag: {self.where} ({self.what}) {problem}")
@@ -217,6 +87,11 @@ class _Builder:
     blocks: list[EdgeBlock] = field(default_factory=list)
     input_mode: str | None = None  # "channels" or "features", fixed at first use
     used_params: set[str] = field(default_factory=set)
+    tensors: dict[tuple[int, int, tuple[int, ...], tuple[int, ...]], str] = field(
+        default_factory=dict
+    )  # storage key of each weight read so far -> its (canonical) name
+    tied: dict[str, str] = field(default_factory=dict)
+    masks: dict[str, np.ndarray | None] = field(default_factory=dict)  # masks already applied
 
     def new_group(self, name: str, size: int, kind: str, shape: tuple[int, ...]) -> int:
         self.groups.append({"name": name, "size": int(size), "kind": kind, "shape": shape})
@@ -227,16 +102,26 @@ class _Builder:
         src = val.src
         if isinstance(src, int):
             return src
+        if isinstance(src, _Cat):
+            raise UnsupportedModelError(
+                "pathnet.to_dag: a channel concatenation (torch.cat) feeds a residual sum or "
+                "the model output; it may only feed Linear/Conv layers and per-channel operations"
+            )
         if src.group is None:
-            kind = "sum" if len(src.terms) > 1 else "hidden"
+            # A sum adds several tensors; one layer reading a concatenation is not a sum.
+            kind = "sum" if len({t.get("param") or id(t) for t in src.terms}) > 1 else "hidden"
             gid = self.new_group(src.name, src.size, kind, src.shape)
             self.blocks.extend(_block(term, gid) for term in src.terms)
             src.group = gid
         return src.group
 
+    def sources(self, x: _Val) -> tuple[int, ...]:
+        """The groups whose units ``x`` is made of (several for a concatenation)."""
+        return x.src.parts if isinstance(x.src, _Cat) else (self.materialize(x),)
+
     def fix_input_mode(self, x: _Val, mode: str, path: str) -> None:
         """Input units are channels or features (pixels), fixed by the first reader."""
-        if x.src != 0:
+        if x.src != 0 and not (isinstance(x.src, _Cat) and 0 in x.src.parts):
             return
         if self.input_mode is None:
             self.input_mode = mode
@@ -253,9 +138,11 @@ class _Builder:
         shape = _per_sample(node)
         if shape is None:
             return None
-        args = [env[a.name] for a in node.all_input_nodes if isinstance(env.get(a.name), _Val)]
-        op = _Op(node, *describe(node, self.modules), shape, args)
-        if not args:
+        named = {
+            a.name: env[a.name] for a in node.all_input_nodes if isinstance(env.get(a.name), _Val)
+        }
+        op = _Op(node, *describe(node, self.modules), shape, list(named.values()), named)
+        if not named:
             raise op.refuse(
                 "makes a tensor that does not come from the input (constants and functional "
                 "weights are not supported); supported: " + SUPPORTED
@@ -278,16 +165,7 @@ def _block(term: dict[str, Any], target: int) -> EdgeBlock:
             values=None,
             n_units=term["size"],
         )
-    return EdgeBlock(
-        source=term["source"],
-        target=target,
-        kind=term["kind"],
-        param=term["param"],
-        param_shape=term["param_shape"],
-        kernel_shape=term["kernel_shape"],
-        values=term["values"],
-        element_mask=term["element_mask"],
-    )
+    return EdgeBlock(target=target, **{k: v for k, v in term.items() if k != "size"})
 
 
 def _per_sample(node: torch.fx.Node) -> tuple[int, ...] | None:
@@ -299,7 +177,7 @@ def _per_sample(node: torch.fx.Node) -> tuple[int, ...] | None:
 
 # --------------------------------------------------------------- handlers
 def _weighted(b: _Builder, op: _Op) -> _Val:
-    """Linear / Conv2d: a pending group fed by one edge block of the weight."""
+    """Linear / Conv: a pending group fed by one edge block per source group."""
     path = str(op.node.target)
     module = b.modules[path]
     param = f"{path}.weight"
@@ -309,58 +187,56 @@ def _weighted(b: _Builder, op: _Op) -> _Val:
             "once; shared weights cannot be one edge block"
         )
     b.used_params.add(param)
-    weight = module.weight
-    assert isinstance(weight, torch.Tensor)
     x = op.args[0]
-    if isinstance(module, nn.Conv2d):
-        src, n_in, k_shape, kind = _conv_source(b, module, x, path)
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        k_shape, kind = _conv_input(b, module, x, path)
     else:
-        src, n_in, k_shape, kind = _linear_source(b, x, path)
-    n_out = int(weight.shape[0])
-    k = math.prod(k_shape)
-    if weight.numel() != n_out * n_in * k:
-        raise UnsupportedModelError(
-            f"pathnet.to_dag: weight of {path!r} has shape {tuple(weight.shape)}, which does "
-            f"not match {n_in} input units x {k} elements per edge"
+        k_shape, kind = _linear_input(b, x, path)
+    sources = b.sources(x)
+    n_in = sum(b.groups[g]["size"] for g in sources)
+    values, index = _dense_weight(module, n_in, math.prod(k_shape), path)
+    existing = _existing_mask(module)
+    _note_tie(b, module.weight, param, existing)
+    element_mask = None if existing is None else _dense_mask(existing, values.shape, index)
+    terms, start = [], 0
+    for g in sources:
+        cols = slice(start, start + b.groups[g]["size"])
+        start = cols.stop
+        whole = len(sources) == 1
+        if index is None and not whole:
+            index = np.arange(values.size, dtype=np.int64).reshape(values.shape)
+        terms.append(
+            {
+                "kind": kind,
+                "source": g,
+                "param": param,
+                "param_shape": tuple(module.weight.shape),
+                "kernel_shape": k_shape,
+                "values": values if whole else values[:, cols].copy(),
+                "element_mask": (
+                    element_mask if whole or element_mask is None else element_mask[:, cols].copy()
+                ),
+                "param_index": index if whole or index is None else index[:, cols].copy(),
+            }
         )
-    values = weight.detach().cpu().numpy().reshape(n_out, n_in, k).copy()
-    if not np.isfinite(values).all():
-        bad = int((~np.isfinite(values)).sum())
-        raise ValueError(f"pathnet.to_dag: parameter {param!r} holds {bad} NaN/Inf values")
-    element_mask = _existing_mask(module)
-    if element_mask is not None:
-        element_mask = element_mask.reshape(values.shape)
-    term = {
-        "kind": kind,
-        "source": src,
-        "param": param,
-        "param_shape": tuple(weight.shape),
-        "kernel_shape": k_shape,
-        "values": values,
-        "element_mask": element_mask,
-    }
-    return _Val(_Pending([term], n_out, path, op.shape), op.shape)
+    return _Val(_Pending(terms, values.shape[0], path, op.shape), op.shape)
 
 
-def _conv_source(
-    b: _Builder, module: nn.Conv2d, x: _Val, path: str
-) -> tuple[int, int, tuple[int, ...], str]:
-    if module.groups != 1:
+def _conv_input(
+    b: _Builder, module: nn.Conv1d | nn.Conv2d, x: _Val, path: str
+) -> tuple[tuple[int, ...], str]:
+    dims = len(module.kernel_size)
+    expected = "(channels, length)" if dims == 1 else "(channels, height, width)"
+    if len(x.shape) != dims + 1 or x.per_unit != 1:
         raise UnsupportedModelError(
-            f"pathnet.to_dag: module {path!r} (Conv2d) has groups={module.groups}; "
-            "grouped and depthwise convolutions are not supported (groups=1 only)"
-        )
-    if len(x.shape) != 3 or x.per_unit != 1:
-        raise UnsupportedModelError(
-            f"pathnet.to_dag: Conv2d {path!r} receives a tensor of per-sample shape "
-            f"{x.shape}; expected (channels, height, width)"
+            f"pathnet.to_dag: {type(module).__name__} {path!r} receives a tensor of per-sample "
+            f"shape {x.shape}; expected {expected}"
         )
     b.fix_input_mode(x, "channels", path)
-    src = b.materialize(x)
-    return src, b.groups[src]["size"], tuple(module.kernel_size), "conv"
+    return tuple(module.kernel_size), "conv"
 
 
-def _linear_source(b: _Builder, x: _Val, path: str) -> tuple[int, int, tuple[int, ...], str]:
+def _linear_input(b: _Builder, x: _Val, path: str) -> tuple[tuple[int, ...], str]:
     if len(x.shape) != 1:
         raise UnsupportedModelError(
             f"pathnet.to_dag: Linear {path!r} receives a tensor of per-sample shape "
@@ -369,10 +245,79 @@ def _linear_source(b: _Builder, x: _Val, path: str) -> tuple[int, int, tuple[int
     # The raw input flattened is read per feature (pixel); an input pooled per
     # channel (e.g. to 1x1) and flattened is still read per channel.
     features = x.per_unit == 1 and x.shape[0] == math.prod(b.input_shape)
+    if isinstance(x.src, _Cat):
+        features = len(b.input_shape) == 1
     b.fix_input_mode(x, "features" if features else "channels", path)
-    src = b.materialize(x)
-    k_shape = (x.per_unit,) if x.per_unit > 1 else ()
-    return src, b.groups[src]["size"], k_shape, "linear"
+    return ((x.per_unit,) if x.per_unit > 1 else ()), "linear"
+
+
+def _dense_weight(
+    module: nn.Module, n_in: int, k: int, path: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The weight as ``(n_out, n_in, k)`` values and, for a grouped conv, where each
+    dense element lives in the parameter (``-1``: outside its group)."""
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    n_out = int(weight.shape[0])
+    groups = int(getattr(module, "groups", 1))
+    if weight.numel() * groups != n_out * n_in * k:
+        raise UnsupportedModelError(
+            f"pathnet.to_dag: weight of {path!r} has shape {tuple(weight.shape)}, which does "
+            f"not match {n_in} input units x {k} elements per edge"
+        )
+    w = weight.detach().cpu()
+    if w.dtype not in (torch.float32, torch.float64):
+        w = w.to(torch.float64)  # half precision: numpy and the kernels want float32/64
+    flat = w.numpy().reshape(n_out, n_in // groups, k)
+    if not np.isfinite(flat).all():
+        bad = int((~np.isfinite(flat)).sum())
+        raise ValueError(f"pathnet.to_dag: parameter '{path}.weight' holds {bad} NaN/Inf values")
+    if groups == 1:
+        return flat.copy(), None
+    # Output channel j of group g reads input channels g*a .. (g+1)*a - 1 only.
+    a, per = n_in // groups, n_out // groups
+    values = np.zeros((n_out, n_in, k), dtype=flat.dtype)
+    index = np.full((n_out, n_in, k), -1, dtype=np.int64)
+    where = np.arange(flat.size, dtype=np.int64).reshape(flat.shape)
+    for g in range(groups):
+        rows, cols = slice(g * per, (g + 1) * per), slice(g * a, (g + 1) * a)
+        values[rows, cols] = flat[rows]
+        index[rows, cols] = where[rows]
+    return values, index
+
+
+def _dense_mask(mask: np.ndarray, shape: tuple[int, ...], index: np.ndarray | None) -> np.ndarray:
+    if index is None:
+        return mask.reshape(shape)
+    out = np.zeros(shape, dtype=bool)
+    exists = index >= 0
+    out[exists] = mask.reshape(-1)[index[exists]]
+    return out
+
+
+def _note_tie(b: _Builder, weight: torch.Tensor, param: str, mask: np.ndarray | None) -> None:
+    """Record ``param`` as tied if its tensor was read before under another name."""
+    storage = weight.untyped_storage().data_ptr()
+    key = (storage, weight.storage_offset(), tuple(weight.shape), tuple(weight.stride()))
+    if key in b.tensors:
+        canon = b.tied[param] = b.tensors[key]
+        other = b.masks[canon]
+        if (mask is None) != (other is None) or (
+            mask is not None and other is not None and not np.array_equal(mask, other)
+        ):
+            raise UnsupportedModelError(
+                f"pathnet.to_dag: {param!r} and {canon!r} are one tied tensor but carry "
+                "different masks; mask both names alike (one mask per tensor)"
+            )
+        return
+    b.masks[param] = mask
+    overlap = [name for k, name in b.tensors.items() if k[0] == storage and storage]
+    if overlap:
+        raise UnsupportedModelError(
+            f"pathnet.to_dag: parameter {param!r} shares storage with {overlap[0]!r} but is a "
+            "different view of it; only whole tied tensors (b.weight = a.weight) are supported"
+        )
+    b.tensors[key] = param
 
 
 def _pass(b: _Builder, op: _Op) -> _Val:
@@ -380,7 +325,7 @@ def _pass(b: _Builder, op: _Op) -> _Val:
     if len(op.args) != 1:
         raise op.refuse("combines several tensors; supported: " + SUPPORTED)
     x, shape = op.args[0], op.shape
-    if shape != x.shape and not (len(shape) == len(x.shape) == 3 and shape[0] == x.shape[0]):
+    if shape != x.shape and not (len(shape) == len(x.shape) >= 2 and shape[0] == x.shape[0]):
         raise op.refuse(
             f"changes the tensor from {x.shape} to {shape}; only per-channel operations may "
             "sit between layers"
@@ -388,18 +333,110 @@ def _pass(b: _Builder, op: _Op) -> _Val:
     return _Val(x.src, shape, x.per_unit)
 
 
+def _scale(b: _Builder, op: _Op) -> _Val:
+    """Multiplying or dividing by a number is per unit; by another tensor it is not."""
+    operands = [*op.node.args, *op.node.kwargs.values()]
+    nodes = [a for a in operands if isinstance(a, torch.fx.Node)]
+    numbers = all(isinstance(a, (int, float)) for a in operands if a not in nodes)
+    if len(nodes) == 1 and numbers:
+        return _pass(b, op)
+    if len(op.args) > 1:
+        raise op.refuse(
+            "multiplies two tensors elementwise (gating, as in squeeze-and-excitation); a DAG "
+            "of weighted paths cannot express a product of two activations"
+        )
+    raise op.refuse(
+        "multiplies by a tensor that does not come from the input (a constant or buffer); "
+        "only scaling by a number is supported"
+    )
+
+
+def _reduce(b: _Builder, op: _Op) -> _Val:
+    """Global pooling written as ``x.mean(dim=(2, 3))``: spatial dims only."""
+    x = op.args[0]
+    node = op.node
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    if isinstance(dims, int):
+        dims = (dims,)
+    ndim = len(x.shape) + 1
+    if (
+        not isinstance(dims, (tuple, list))
+        or not dims
+        or not all(isinstance(d, int) for d in dims)
+        or x.per_unit != 1
+    ):
+        raise op.refuse(
+            f"reduces over dim={dims!r}; only reductions over spatial dims of an (N, C, ...) "
+            "tensor, such as x.mean(dim=(2, 3)), are supported"
+        )
+    if any(not -ndim <= d < ndim or d % ndim < 2 for d in dims):
+        raise op.refuse(
+            f"reduces over dims {tuple(dims)} of a {ndim}-d tensor, which include the batch or "
+            "channel dimension; only spatial dims (2 and up) may be reduced"
+        )
+    return _Val(x.src, op.shape, 1)
+
+
+def _cat(b: _Builder, op: _Op) -> _Val:
+    """``torch.cat`` along channels: the units of the inputs, side by side."""
+    node = op.node
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    inputs = node.args[0] if node.args else node.kwargs.get("tensors", ())
+    ndim = len(op.shape) + 1
+    if not isinstance(dim, int) or not -ndim <= dim < ndim or dim % ndim != 1:
+        raise op.refuse(f"concatenates along dim={dim!r}; only the channel dim (1) is supported")
+    items = inputs if isinstance(inputs, (tuple, list)) else ()
+    vals = [op.named.get(a.name) if isinstance(a, torch.fx.Node) else None for a in items]
+    if not vals or any(v is None for v in vals):
+        raise op.refuse("concatenates tensors that do not all come from the input")
+    parts: list[int] = []
+    for v in vals:
+        assert v is not None
+        if v.per_unit != 1 or v.shape[1:] != op.args[0].shape[1:]:
+            raise op.refuse(
+                f"concatenates tensors of shapes {[a.shape for a in op.args]}; they must "
+                "differ only in channels"
+            )
+        if v.src == 0 and v.shape != b.input_shape:
+            raise op.refuse("concatenates the flattened input; concatenate channels instead")
+        parts.extend(b.sources(v))
+    return _Val(_Cat(tuple(parts)), op.shape)
+
+
 def _reshape(b: _Builder, op: _Op) -> _Val:
-    """Flattening (N, C, H, W) to (N, C*H*W): each unit now stands for H*W features."""
+    """Flattening (N, C, ...) to (N, C*...): each unit now stands for its spatial features."""
     x, shape = op.args[0], op.shape
     if shape == x.shape:
         return x
     if x.src == 0 and x.shape == b.input_shape and len(shape) == 1:
         # The raw input flattened: its features (pixels) are the input units, as in an MLP.
         return _Val(0, shape, 1)
-    if len(shape) == 1 and shape[0] == math.prod(x.shape) and len(x.shape) == 3:
-        return _Val(x.src, shape, x.per_unit * x.shape[1] * x.shape[2])
+    if len(shape) == 1 and shape[0] == math.prod(x.shape) and len(x.shape) in (2, 3):
+        return _Val(x.src, shape, x.per_unit * math.prod(x.shape[1:]))
+    if _singletons(x, shape):
+        return _Val(x.src, shape, 1)
     raise op.refuse(
-        f"reshapes {x.shape} to {shape}; only flattening (N, C, H, W) to (N, C*H*W) is supported"
+        f"reshapes {x.shape} to {shape}; only flattening (N, C, ...) to (N, -1) is supported"
+    )
+
+
+def _singletons(x: _Val, shape: tuple[int, ...]) -> bool:
+    """``(C,)`` viewed as ``(C, 1, 1)`` or back: the same units."""
+    same_c = x.per_unit == 1 and bool(shape) and bool(x.shape) and shape[0] == x.shape[0]
+    return same_c and math.prod(shape) == math.prod(x.shape) == shape[0]
+
+
+def _index(b: _Builder, op: _Op) -> _Val:
+    """``g[:, :, None, None]``: only adding singleton dims, which keeps the units."""
+    x = op.args[0]
+    idx = op.node.args[1] if len(op.node.args) > 1 else None
+    items = idx if isinstance(idx, tuple) else (idx,)
+    plain = all(i is None or i is Ellipsis or i == slice(None) for i in items)
+    if len(op.args) == 1 and plain and (op.shape == x.shape or _singletons(x, op.shape)):
+        return _Val(x.src, op.shape, x.per_unit)
+    raise op.refuse(
+        f"indexes the tensor with {idx!r}; only adding singleton dims (x[:, :, None]) is "
+        "supported, slicing units is not"
     )
 
 
@@ -416,6 +453,11 @@ def _add(b: _Builder, op: _Op) -> _Val:
         raise UnsupportedModelError(
             f"pathnet.to_dag: residual addition {name!r} of tensors with shapes "
             f"{a.shape} and {c.shape} (broadcasting sums are not supported)"
+        )
+    if isinstance(a.src, _Cat) or isinstance(c.src, _Cat):
+        raise op.refuse(
+            "adds a channel concatenation (torch.cat) to a tensor; a concatenation may only "
+            "feed Linear/Conv layers and per-channel operations"
         )
     terms: list[dict[str, Any]] = []
     sizes = []
@@ -446,6 +488,10 @@ HANDLERS: dict[str, Callable[[_Builder, _Op], _Val]] = {
     "pass": _pass,
     "reshape": _reshape,
     "add": _add,
+    "reduce": _reduce,
+    "cat": _cat,
+    "scale": _scale,
+    "index": _index,
 }
 
 
