@@ -61,7 +61,9 @@ def check_mask_round_trip(dag: pathnet.LayeredDAG, keep: dict) -> None:
     masked = dag.with_mask(mask)
     assert masked.to_mask() == mask
     assert dag.mask_from_elements(dag.elements_from_mask(mask)) == mask
-    assert masked.n_present == sum(int(v.sum()) for k, v in keep.items() if k not in dag.tied)
+    assert masked.n_weights_present == sum(
+        int(v.sum()) for k, v in keep.items() if k not in dag.tied
+    )
 
 
 # ------------------------------------------------------- global mean pooling
@@ -200,7 +202,9 @@ def test_grouped_and_depthwise_conv_counts(seed):
     model = _grouped_net()
     dag = pathnet.to_dag(model, (4, 4, 4))
     assert [g.size for g in dag.groups] == [4, 6, 6, 3, 2]
-    assert dag.n_params == sum(w.size for w in weights(model).values())
+    assert dag.n_weights == sum(w.size for w in weights(model).values()) == 108 + 54 + 6 + 24
+    # blocks are dense over every channel pair; the cross-group elements do not exist
+    assert dag.n_params == 216 + 324 + 18 + 24 and dag.n_present == dag.n_weights
     # channel i connects only to the outputs of its group
     depthwise = dag.block_of("2.weight").multiplicity.toarray()
     np.testing.assert_array_equal(depthwise, 9 * np.eye(6))
@@ -270,7 +274,9 @@ def test_densenet_concatenation_counts(seed):
         ("input", 2, "input"), ("c0", 3, "hidden"), ("c1", 2, "hidden"),
         ("c2", 2, "hidden"), ("fc", 2, "output"),
     ]  # fmt: skip
-    assert len(dag.blocks_of("fc.weight")) == 3 and dag.n_params == 54 + 54 + 10 + 56
+    assert (
+        len(dag.blocks_of("fc.weight")) == 3 and dag.n_weights == dag.n_params == 54 + 54 + 10 + 56
+    )
     w = weights(model)
     keep = random_keep(model, np.random.default_rng(seed), 0.7)
     c2w, c2k = split_inputs(w["c2.weight"], [3, 2]), split_inputs(keep["c2.weight"], [3, 2])
@@ -423,7 +429,8 @@ def test_tied_parameters_one_tensor_two_blocks(make, shape, tied, chain):
     # both names keep their block; the tensor counts once
     assert dag.block_of(name) is not dag.block_of(canon)
     distinct = {id(p): p.numel() for n, p in model.named_parameters() if n.endswith("weight")}
-    assert dag.n_params == sum(distinct.values())
+    assert dag.n_weights == sum(distinct.values())
+    assert dag.n_params == dag.n_weights + dag.block_of(name).n_params  # in both blocks
     assert dag.canonical(name) == canon and dag.canonical(canon) == canon
     # path counts: a path crossing both blocks picks an element of each independently
     rng = np.random.default_rng(0)
@@ -435,7 +442,9 @@ def test_tied_parameters_one_tensor_two_blocks(make, shape, tied, chain):
     layers = [(labels[k], labels[k + 1], as3(w[n]), keep[n], 0) for k, n in enumerate(names)]
     check_counts(model, shape, layers, keep)
     check_mask_round_trip(dag, keep)
-    assert dag.with_mask(keep).n_present == sum(int(keep[n].sum()) for n in names if n != name)
+    assert dag.with_mask(keep).n_weights_present == sum(
+        int(keep[n].sum()) for n in names if n != name
+    )
 
 
 def test_tied_parameters_get_one_mask():

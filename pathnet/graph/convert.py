@@ -29,25 +29,38 @@ def to_dag(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> Laye
     Parameters
     ----------
     model : torch.nn.Module
-        Built from Linear, Conv2d (groups=1), BatchNorm, elementwise activations,
-        pooling, dropout, flatten/view and residual additions. It is not modified
-        (its train/eval flags are restored after tracing).
+        Built from Linear, Conv1d/Conv2d (grouped and depthwise included),
+        BatchNorm, elementwise activations, pooling (``x.mean(dim=(2, 3))``
+        included), dropout, flatten/view, residual additions and channel
+        concatenations (``torch.cat(..., dim=1)``). It is not modified (its
+        train/eval flags are restored after tracing). Half-precision weights are
+        read as float64. Refused with a message naming the node: products of
+        two tensors (squeeze-and-excitation gating), LayerNorm and GroupNorm
+        (they couple the units of a sample: a DAG of paths has no such edges),
+        slicing channels, and every other operation.
     input_shape : tuple of int, optional
-        Per-sample input shape, e.g. ``(3, 32, 32)``. Defaults to
+        Per-sample input shape, e.g. ``(3, 32, 32)``, ``(features,)`` or, for a
+        model with Conv1d, ``(channels, length)``. Defaults to
         ``model.input_shape`` (every zoo model has one).
 
     Returns
     -------
     LayeredDAG
         Input units are channels when the input feeds a conv, and features
-        (pixels) when the flattened input feeds a Linear layer.
+        (pixels) when the flattened input feeds a Linear layer. A layer that
+        reads a concatenation gets one block per concatenated input (the
+        concatenation's units are its inputs' units); a grouped conv is one
+        block whose cross-group elements do not exist; a tensor shared by two
+        modules (``b.weight = a.weight``) keeps both blocks and is listed in
+        :attr:`LayeredDAG.tied`.
 
     Raises
     ------
     UnsupportedModelError
         For an operation the DAG cannot express; names the module and its type.
     ValueError
-        For a missing or wrong ``input_shape``, or NaN/Inf weights.
+        For a missing or wrong ``input_shape``, NaN/Inf weights, or parameters
+        on the meta device (no values to read).
 
     Examples
     --------
@@ -62,8 +75,8 @@ def to_dag(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> Laye
         )
     shape = _input_shape(model, input_shape)
     _check_tensors(model)
-    graph = _trace(model, shape)
     modules = dict(model.named_modules())
+    graph = _trace(model, shape, modules)
     builder, output = _walk(graph, modules, shape, type(model).__name__)
     return _assemble(builder, output, type(model).__name__)
 
@@ -103,8 +116,14 @@ class _Tracer(torch.fx.Tracer):
         return super().is_leaf_module(m, module_qualified_name)
 
 
-def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> torch.fx.Graph:
-    """The fx graph of ``model``, every node annotated with its tensor shape."""
+def _trace(
+    model: nn.Module, input_shape: tuple[int, ...], modules: dict[str, nn.Module]
+) -> torch.fx.Graph:
+    """The fx graph of ``model``, every node annotated with its tensor shape.
+
+    Unsupported modules are refused before the shapes are computed, so that a
+    module torch cannot run on the traced input is named, not the input shape.
+    """
     try:
         graph = _Tracer().trace(model)
     except Exception as exc:  # fx raises many types; all mean "cannot trace"
@@ -112,6 +131,16 @@ def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> torch.fx.Graph:
             f"pathnet.to_dag: torch.fx could not trace {type(model).__name__}: {exc}. "
             "Data-dependent control flow is not supported; supported: " + SUPPORTED
         ) from exc
+    bad = [
+        f"{n.target!r} ({type(modules[str(n.target)]).__name__}){refusal(modules[str(n.target)])}"
+        for n in graph.nodes
+        if n.op == "call_module" and classify(n, modules) == "unsupported"
+    ]
+    if bad:
+        raise UnsupportedModelError(
+            f"pathnet.to_dag: unsupported module{'s' if len(bad) > 1 else ''} "
+            f"{', '.join(bad)} in {type(model).__name__}; supported: " + SUPPORTED
+        )
     gm = torch.fx.GraphModule(model, graph)
     _propagate_shapes(gm, model, input_shape)
     return graph
@@ -164,16 +193,6 @@ def _walk(
     model_name: str,
 ) -> tuple[_Builder, _Val]:
     """Hand every node to its handler; returns the builder and the output value."""
-    bad = [
-        f"{n.target!r} ({type(modules[str(n.target)]).__name__}){refusal(modules[str(n.target)])}"
-        for n in graph.nodes
-        if n.op == "call_module" and classify(n, modules) == "unsupported"
-    ]
-    if bad:
-        raise UnsupportedModelError(
-            f"pathnet.to_dag: unsupported module{'s' if len(bad) > 1 else ''} "
-            f"{', '.join(bad)} in {model_name}; supported: " + SUPPORTED
-        )
     n_inputs = sum(n.op == "placeholder" for n in graph.nodes)
     if n_inputs != 1:
         raise UnsupportedModelError(

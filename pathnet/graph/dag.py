@@ -114,7 +114,31 @@ class LayeredDAG:
 
     @property
     def n_params(self) -> int:
-        """Prunable parameter elements (masked ones included); a tied tensor counts once."""
+        """Elements of all blocks (masked ones included): the sum of ``block.n_params``.
+
+        Global element indices run over this many elements, block after block. It
+        equals the number of prunable weights unless the DAG has tied parameters
+        (counted in each block) or grouped convs (whose blocks also hold the
+        elements outside each group, which do not exist): :attr:`n_weights`
+        counts the weights themselves.
+        """
+        return sum(b.n_params for b in self.blocks)
+
+    @property
+    def n_present(self) -> int:
+        """Unmasked elements of all blocks: the sum of ``block.n_present``.
+
+        A tied tensor counts in each of its blocks; :attr:`n_weights_present`
+        counts it once.
+        """
+        return sum(b.n_present for b in self.blocks)
+
+    @property
+    def n_weights(self) -> int:
+        """Prunable weights (masked ones included), each tensor once.
+
+        Differs from :attr:`n_params` only for tied parameters and grouped convs.
+        """
         return sum(
             self.blocks[where[0]].param_size
             for name, where in self._param_index.items()
@@ -122,10 +146,11 @@ class LayeredDAG:
         )
 
     @property
-    def n_present(self) -> int:
-        """Unmasked prunable parameter elements; a tied tensor counts once."""
+    def n_weights_present(self) -> int:
+        """Unmasked prunable weights, a tied tensor once (an element kept by any of
+        its blocks counts)."""
         if not self.tied and all(len(w) == 1 for w in self._param_index.values()):
-            return sum(b.n_present for b in self.blocks)
+            return self.n_present
         return sum(int(m.sum()) for m in self._canonical_masks(self._present_elements()).values())
 
     @property
@@ -176,7 +201,7 @@ class LayeredDAG:
     def __repr__(self) -> str:
         return (
             f"LayeredDAG({self.model_name}: {len(self.groups)} groups, {len(self.blocks)} blocks, "
-            f"{self.n_units} units, {self.n_present}/{self.n_params} params)"
+            f"{self.n_units} units, {self.n_weights_present}/{self.n_weights} params)"
         )
 
     # ----------------------------------------------------------------- masks
@@ -386,7 +411,7 @@ class LayeredDAG:
         ]
         return format_table(rows, cols) + (
             f"\n{len(self.groups)} groups, {len(self.blocks)} edge blocks, {self.n_units:,} units, "
-            f"{self.n_edges:,} edges, {self.n_present:,} of {self.n_params:,} prunable parameters"
+            f"{self.n_edges:,} edges, {self.n_weights_present:,} of {self.n_weights:,} prunable parameters"
         )
 
 
