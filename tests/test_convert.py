@@ -204,7 +204,8 @@ def test_grouped_and_depthwise_conv_counts(seed):
     assert [g.size for g in dag.groups] == [4, 6, 6, 3, 2]
     assert dag.n_weights == sum(w.size for w in weights(model).values()) == 108 + 54 + 6 + 24
     # blocks are dense over every channel pair; the cross-group elements do not exist
-    assert dag.n_params == 216 + 324 + 18 + 24 and dag.n_present == dag.n_weights
+    assert sum(b.n_params for b in dag.blocks) == 216 + 324 + 18 + 24
+    assert dag.n_params == dag.n_present == dag.n_weights
     # channel i connects only to the outputs of its group
     depthwise = dag.block_of("2.weight").multiplicity.toarray()
     np.testing.assert_array_equal(depthwise, 9 * np.eye(6))

@@ -223,6 +223,14 @@ class EdgeBlock:
         return 0 if self.values is None else self.values.size
 
     @cached_property
+    def n_weights(self) -> int:
+        """Parameter elements this block holds: ``n_params`` less the elements that
+        do not exist (``param_index == -1``)."""
+        if self.param_index is None:
+            return self.n_params
+        return int(np.count_nonzero(self.param_index >= 0))
+
+    @cached_property
     def n_present(self) -> int:
         """Number of unmasked parameter elements."""
         if self.values is None:

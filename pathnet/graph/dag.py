@@ -114,30 +114,26 @@ class LayeredDAG:
 
     @property
     def n_params(self) -> int:
-        """Elements of all blocks (masked ones included): the sum of ``block.n_params``.
+        """Prunable weights (masked ones included), counted block by block.
 
-        Global element indices run over this many elements, block after block. It
-        equals the number of prunable weights unless the DAG has tied parameters
-        (counted in each block) or grouped convs (whose blocks also hold the
-        elements outside each group, which do not exist): :attr:`n_weights`
-        counts the weights themselves.
+        A tied tensor counts in each of its blocks (:attr:`n_weights` counts it
+        once). Global element indices, block after block of ``block.n_params``
+        elements, may run over more: a grouped conv's block also holds the
+        elements outside each group, which do not exist.
         """
-        return sum(b.n_params for b in self.blocks)
+        return sum(b.n_weights for b in self.blocks)
 
     @property
     def n_present(self) -> int:
-        """Unmasked elements of all blocks: the sum of ``block.n_present``.
-
-        A tied tensor counts in each of its blocks; :attr:`n_weights_present`
-        counts it once.
-        """
+        """Unmasked prunable weights, counted block by block (a tied tensor in each
+        of its blocks; :attr:`n_weights_present` counts it once)."""
         return sum(b.n_present for b in self.blocks)
 
     @property
     def n_weights(self) -> int:
         """Prunable weights (masked ones included), each tensor once.
 
-        Differs from :attr:`n_params` only for tied parameters and grouped convs.
+        Differs from :attr:`n_params` only for tied parameters.
         """
         return sum(
             self.blocks[where[0]].param_size
