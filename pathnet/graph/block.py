@@ -189,6 +189,19 @@ class EdgeBlock:
         """An array like ``values`` laid out as the parameter (``param_shape``).
 
         Parameter elements this block does not hold get ``fill``.
+
+        Examples
+        --------
+        A grouped conv's block is dense over all channel pairs:
+
+        >>> import pathnet
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(4, 4, 1, groups=2), nn.Flatten(), nn.Linear(4, 1))
+        >>> block = pathnet.to_dag(net, (4, 1, 1)).block_of("0.weight")
+        >>> block.values.shape, block.param_shape, block.n_weights
+        ((4, 4, 1), (4, 2, 1, 1), 8)
+        >>> bool((block.to_param(block.values) == net[0].weight.detach().numpy()).all())
+        True
         """
         arr = np.asarray(arr)
         if self.param_index is None:

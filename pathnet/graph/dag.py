@@ -55,6 +55,17 @@ class LayeredDAG:
     [4, 3, 2]
     >>> dag.n_params
     18
+
+    A tensor shared by two modules is one tensor in two blocks:
+
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3), nn.Linear(3, 2))
+    >>> net[1].weight = net[0].weight
+    >>> tied = pathnet.to_dag(net, (3,))
+    >>> tied.tied, tied.canonical("1.weight")
+    ({'1.weight': '0.weight'}, '0.weight')
+    >>> tied.n_params, tied.n_weights
+    (24, 15)
     """
 
     groups: tuple[UnitGroup, ...]

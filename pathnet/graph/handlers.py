@@ -195,8 +195,10 @@ def _weighted(b: _Builder, op: _Op) -> _Val:
     sources = b.sources(x)
     n_in = sum(b.groups[g]["size"] for g in sources)
     values, index = _dense_weight(module, n_in, math.prod(k_shape), path)
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
     existing = _existing_mask(module)
-    _note_tie(b, module.weight, param, existing)
+    _note_tie(b, weight, param, existing)
     element_mask = None if existing is None else _dense_mask(existing, values.shape, index)
     terms, start = [], 0
     for g in sources:
@@ -210,7 +212,7 @@ def _weighted(b: _Builder, op: _Op) -> _Val:
                 "kind": kind,
                 "source": g,
                 "param": param,
-                "param_shape": tuple(module.weight.shape),
+                "param_shape": tuple(weight.shape),
                 "kernel_shape": k_shape,
                 "values": values if whole else values[:, cols].copy(),
                 "element_mask": (
@@ -298,7 +300,7 @@ def _dense_mask(mask: np.ndarray, shape: tuple[int, ...], index: np.ndarray | No
 def _note_tie(b: _Builder, weight: torch.Tensor, param: str, mask: np.ndarray | None) -> None:
     """Record ``param`` as tied if its tensor was read before under another name."""
     storage = weight.untyped_storage().data_ptr()
-    key = (storage, weight.storage_offset(), tuple(weight.shape), tuple(weight.stride()))
+    key = (storage, int(weight.storage_offset()), tuple(weight.shape), tuple(weight.stride()))
     if key in b.tensors:
         canon = b.tied[param] = b.tensors[key]
         other = b.masks[canon]
