@@ -148,26 +148,38 @@ def _conv1d_net(head: str) -> nn.Module:
     ]
     if head == "pool":
         layers += [nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(4, 2)]
+    elif head == "mean":
+        return _Mean1d(nn.Sequential(*layers), nn.Linear(4, 2))
     else:  # flatten: each channel -> neuron edge holds the 4 positions of the channel
         layers += [nn.AvgPool1d(1), nn.Flatten(), nn.Linear(4 * 4, 2)]
     return nn.Sequential(*layers)
 
 
-@pytest.mark.parametrize("head", ["pool", "flatten"])
+class _Mean1d(nn.Module):
+    def __init__(self, body: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.body, self.head = body, head
+
+    def forward(self, x):
+        return self.head(self.body(x).mean(-1))
+
+
+@pytest.mark.parametrize("head", ["pool", "flatten", "mean"])
 @pytest.mark.parametrize("seed", range(2))
 def test_conv1d_stack_counts(head, seed):
     torch.manual_seed(seed)
     model = _conv1d_net(head)
     dag = pathnet.to_dag(model, (2, 9))
     assert [g.size for g in dag.groups] == [2, 3, 4, 2]
-    assert dag.block_of("0.weight").kernel_shape == (3,)
-    assert dag.block_of("7.weight").kernel_shape == (() if head == "pool" else (4,))
+    first, second, last = weights(model)
+    assert dag.block_of(first).kernel_shape == (3,)
+    assert dag.block_of(last).kernel_shape == ((4,) if head == "flatten" else ())
     w = weights(model)
     keep = random_keep(model, np.random.default_rng(seed))
     layers = [
-        ("in", "a", as3(w["0.weight"]), keep["0.weight"], 0),
-        ("a", "b", as3(w["4.weight"]), keep["4.weight"], 0),
-        ("b", "out", as3(w["7.weight"], 4), keep["7.weight"], 0),
+        ("in", "a", as3(w[first]), keep[first], 0),
+        ("a", "b", as3(w[second]), keep[second], 0),
+        ("b", "out", as3(w[last], 4), keep[last], 0),
     ]
     check_counts(model, (2, 9), layers, keep)
     check_mask_round_trip(dag, keep)
@@ -464,6 +476,20 @@ def test_tied_parameters_get_one_mask():
     keep["0.4.weight"][0, 0] = False
     with pytest.raises(ValueError, match=r"'0.4.weight' and '0.2.weight' are one tied tensor"):
         dag.with_mask(keep)
+
+
+def test_tied_parameters_with_different_applied_masks_are_refused():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2))
+    model[1].weight = model[0].weight
+    model[0].register_buffer("weight_mask", torch.ones(4, 4))  # torch.nn.utils.prune's buffer
+    model[1].register_buffer("weight_mask", torch.ones(4, 4))
+    dag = pathnet.to_dag(model, (4,))
+    assert dag.tied == {"1.weight": "0.weight"} and dag.n_weights_present == 16 + 8
+    model[1].weight_mask[0, 0] = 0
+    with pytest.raises(
+        pathnet.UnsupportedModelError, match=r"'1.weight' and '0.weight' are one tied"
+    ):
+        pathnet.to_dag(model, (4,))
 
 
 def test_partially_overlapping_weights_are_refused():
