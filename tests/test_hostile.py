@@ -296,17 +296,17 @@ class _Embedding(nn.Module):
 @pytest.mark.parametrize(
     ("model", "shape", "needle"),
     [
-        (nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(), nn.Linear(4, 2)), (4, 3, 3),
-         r"module '0' \(Conv2d\) has groups=2"),
-        (nn.Sequential(nn.Conv2d(4, 4, 3, groups=4), nn.Flatten(), nn.Linear(4, 2)), (4, 3, 3),
-         r"module '0' \(Conv2d\) has groups=4; grouped and depthwise"),
+        (nn.Sequential(nn.Conv2d(4, 4, 1), nn.GroupNorm(2, 4), nn.Flatten(), nn.Linear(36, 2)),
+         (4, 3, 3), r"module '1' \(GroupNorm\)"),
+        (nn.Sequential(nn.Conv3d(4, 4, 1), nn.Flatten(), nn.Linear(36, 2)), (4, 3, 3),
+         r"module '0' \(Conv3d\)"),
         (_Attention(), (4,), r"module 'attn' \(MultiheadAttention\)"),
         (_LSTM(), (4,), r"module 'rnn' \(LSTM\)"),
         (_Embedding(), (3,), r"module 'emb' \(Embedding\)"),
         (nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)), (4,),
          r"module '1' \(LayerNorm\)"),
     ],
-    ids=["grouped", "depthwise", "attention", "lstm", "embedding", "layernorm"],
+    ids=["groupnorm", "conv3d", "attention", "lstm", "embedding", "layernorm"],
 )  # fmt: skip
 def test_unsupported_modules_are_named(model, shape, needle):
     with pytest.raises(UnsupportedModelError, match=needle) as info:
