@@ -41,7 +41,7 @@ def _density(args: argparse.Namespace) -> float:
     from pathnet.select import resolve_density
 
     try:
-        return resolve_density(args.density, args.compression)
+        return resolve_density(args.density, getattr(args, "compression", None))
     except ValueError as exc:
         raise UserError(str(exc).replace("pathnet.select: ", "")) from None
 
@@ -145,10 +145,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    if args.ddp:
-        from pathnet.train.ddp import run_ddp_from_args
+    from pathnet.train.config import from_namespace
 
-        return run_ddp_from_args(args)
+    config = from_namespace(args)
+    if args.ddp:
+        return _run_ddp(args, config)
     if args.method is not None or args.density is not None:
         raise UserError(
             "--method/--density select the mask inside a --ddp run; without --ddp, "
@@ -173,14 +174,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         mask,
         train,
         test,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
+        config=config,
         seed=args.seed,
         device=_device(args.device),
         out_dir=args.out,
         resume=args.resume,
-        amp=args.amp,
     )
     final = result["final"]
     print(
@@ -190,10 +188,69 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_ddp(args: argparse.Namespace, config: Any) -> int:
+    """``pathnet train --ddp``, on every process torchrun starts."""
+    import torch.distributed as dist
+
+    from pathnet.data import load_dataset
+    from pathnet.select.registry import select
+    from pathnet.train.ddp import distributed, fit_ddp
+
+    method, mask_file = args.method, args.mask
+    if method and mask_file:
+        raise UserError("give --mask or --method, not both")
+    if not method and args.density is not None:
+        raise UserError("--density needs --method")
+    density = _density(args) if method else None
+    mask_seed = args.seed if args.mask_seed is None else args.mask_seed
+    with distributed(args.backend, args.device) as (rank, world, dev):
+        model = _model(args.model, args.num_classes, seed=args.seed)
+        if rank == 0 and args.download:  # one download, then everyone reads
+            load_dataset(args.dataset, "train", root=args.data_root, download=True)
+            load_dataset(args.dataset, "test", root=args.data_root, download=True)
+        dist.barrier()
+        train = load_dataset(args.dataset, "train", root=args.data_root)
+        test = load_dataset(args.dataset, "test", root=args.data_root)
+        shape = tuple(getattr(model, "input_shape", train.input_shape))
+        if tuple(train.input_shape) != shape:
+            raise UserError(
+                f"model {args.model} takes inputs {shape} but {args.dataset} has "
+                f"{tuple(train.input_shape)}"
+            )
+        mask_fn: Any = None
+        if mask_file:
+            mask_fn = lambda m: _load_mask(mask_file, m)  # noqa: E731
+        elif method:
+            mask_fn = lambda m: select(method, m, density, seed=mask_seed)  # noqa: E731
+        result = fit_ddp(
+            model,
+            mask_fn,
+            train,
+            test,
+            config=config,
+            seed=args.seed,
+            device=dev,
+            out_dir=args.out,
+            resume=args.resume,
+            sync_batchnorm=args.sync_batchnorm,
+            progress=rank == 0,
+        )
+        if rank == 0:
+            final = result.final
+            print(
+                f"{world} processes ({dev.type}): test accuracy {final['test_acc']:.4f}, train "
+                f"accuracy {final['train_acc']:.4f} after {final['epoch']} epochs; metrics in "
+                f"{args.out}"
+            )
+    return 0
+
+
 def cmd_imp(args: argparse.Namespace) -> int:
     from pathnet import data as data_mod
     from pathnet.train import imp
+    from pathnet.train.config import from_namespace
 
+    config = from_namespace(args)
     density = _density(args)
     model = _model(args.model, args.num_classes, seed=args.seed)
     train = data_mod.load_dataset(args.dataset, "train", root=args.data_root)
@@ -206,13 +263,13 @@ def cmd_imp(args: argparse.Namespace) -> int:
         fraction=args.fraction,
         rewind=int(args.rewind) if str(args.rewind).isdigit() else args.rewind,
         scope=args.scope,
-        epochs_per_round=args.epochs,
+        config=config,
         seed=args.seed,
         device=_device(args.device),
         out_dir=args.out,
     )
-    for k, m in enumerate(masks):
-        print(f"round {k + 1}: density {m.density:.4%}")
+    for k, m in enumerate(masks, start=1):
+        print(f"round {k}/{len(masks)}: density {m.density:.4%}")
     final = Path(args.out) / "imp_final_mask.npz"
     masks[-1].save(final)
     print(f"wrote {final}")
@@ -326,6 +383,64 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_dataset(p: argparse.ArgumentParser, *, download: bool = False) -> None:
+    p.add_argument(
+        "--dataset", default="fashion-mnist", help="dataset name (default fashion-mnist)"
+    )
+    p.add_argument("--data-root", default=None, help="folder holding the dataset")
+    if download:
+        p.add_argument("--download", action="store_true", help="download the dataset if missing")
+
+
+def _add_train_config(
+    p: argparse.ArgumentParser, *, defaults: dict[str, Any] | None = None, **helps: str
+) -> None:
+    """The training hyper-parameters, one option per TrainConfig field."""
+    from pathnet.train.config import add_arguments
+
+    g = p.add_argument_group("training hyper-parameters")
+    add_arguments(g, defaults=defaults, help_overrides=helps)  # type: ignore[arg-type]
+    p.set_defaults(_train_defaults=dict(defaults or {}))
+
+
+def add_ddp_arguments(parser: argparse.ArgumentParser, *, flag: bool = True) -> None:
+    """Add the options of data-parallel training to a ``pathnet train`` parser.
+
+    ``flag`` adds ``--ddp`` itself (omit it where DDP is implied).
+    """
+    g = parser.add_argument_group("data-parallel training (under torchrun)")
+    if flag:
+        g.add_argument(
+            "--ddp",
+            action="store_true",
+            help="train with DistributedDataParallel over the processes torchrun starts: "
+            "torchrun --nproc-per-node N -m pathnet train MODEL --ddp ...",
+        )
+    g.add_argument(
+        "--backend",
+        choices=("auto", "nccl", "gloo"),
+        default="auto",
+        help="torch.distributed backend (default: nccl on CUDA, gloo on the CPU)",
+    )
+    g.add_argument(
+        "--method",
+        default=None,
+        help="select the mask with this method on rank 0 and broadcast it (instead of --mask)",
+    )
+    g.add_argument("--density", type=float, default=None, help="density for --method, in (0, 1]")
+    g.add_argument(
+        "--mask-seed",
+        type=int,
+        default=None,
+        help="seed of --method (default: --seed, as `pathnet prune` uses it)",
+    )
+    g.add_argument(
+        "--sync-batchnorm",
+        action="store_true",
+        help="BatchNorm statistics over the global batch (SyncBatchNorm)",
+    )
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line, ``PROG: error: ...``, exit status 2."""
 
@@ -380,31 +495,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a (masked) model on a dataset")
     _add_model(p)
-    p.add_argument(
-        "--dataset", default="fashion-mnist", help="dataset name (default fashion-mnist)"
-    )
-    p.add_argument("--data-root", default=None, help="folder holding the dataset")
-    p.add_argument("--download", action="store_true", help="download the dataset if missing")
+    _add_dataset(p, download=True)
     p.add_argument("--mask", default=None, help="mask file (.npz); dense if omitted")
-    p.add_argument("--epochs", type=int, default=160, help="epochs (default 160, the paper's)")
-    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
-    p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     _add_seed(p)
     _add_device(p)
-    p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     p.add_argument("--out", default="runs/train", help="folder for metrics and checkpoints")
-    p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in --out")
-    from pathnet.train.ddp import add_ddp_arguments
-
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="resume from the last checkpoint in --out (a larger --epochs extends the run)",
+    )
+    _add_train_config(p, batch_size="batch size (with --ddp: the global batch, over all ranks)")
     add_ddp_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("imp", help="iterative magnitude pruning with rewinding")
     _add_model(p)
-    p.add_argument(
-        "--dataset", default="fashion-mnist", help="dataset name (default fashion-mnist)"
-    )
-    p.add_argument("--data-root", default=None, help="folder holding the dataset")
+    _add_dataset(p)
     _add_density(p)
     p.add_argument("--fraction", type=float, default=0.2, help="pruned per round (default 0.2)")
     p.add_argument(
@@ -413,10 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="'init' or an iteration number to rewind the surviving weights to",
     )
     p.add_argument("--scope", choices=("global", "layer"), default="global", help="pruning scope")
-    p.add_argument("--epochs", type=int, default=1, help="training epochs per round")
     _add_seed(p)
     _add_device(p)
     p.add_argument("--out", default="runs/imp", help="folder for the rounds (resumable)")
+    _add_train_config(p, defaults={"epochs": 1}, epochs="training epochs per round")
     p.set_defaults(func=cmd_imp)
 
     p = sub.add_parser(

@@ -14,7 +14,7 @@ True
 >>> TrainConfig(lr=-1.0)
 Traceback (most recent call last):
 ...
-ValueError: pathnet.train.TrainConfig: lr must be a finite number > 0, got -1.0
+ValueError: pathnet.train.TrainConfig: lr must be positive (a finite number > 0), got -1.0
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class TrainConfig:
         metadata=_help("how the mask is held on the model: hard, parametrize, prune"),
     )
     augment: bool | None = field(
-        default=None, metadata=_help("random crop and flip (default: the data set's default)")
+        default=None, metadata=_help("random crop and flip (default: auto, the data set's default)")
     )
     amp: bool = field(default=False, metadata=_help("mixed precision (CUDA only)"))
     eval_batch_size: int = field(default=1024, metadata=_help("batch size of evaluation"))
@@ -90,10 +90,8 @@ class TrainConfig:
                 and (value > low if strict else value >= low)
             )
             if not ok:
-                rel = ">" if strict else ">="
-                raise ValueError(
-                    f"{_PREFIX}: {name} must be a finite number {rel} {low:g}, got {value!r}"
-                )
+                want = "positive (a finite number > 0)" if strict else "a finite number >= 0"
+                raise ValueError(f"{_PREFIX}: {name} must be {want}, got {value!r}")
             object.__setattr__(self, name, float(value))
         for name in ("nesterov", "amp"):
             if not isinstance(getattr(self, name), bool):
@@ -201,7 +199,8 @@ def add_arguments(
         shown = "50%% and 75%% of epochs" if f.name == "milestones" and default is None else default
         if isinstance(shown, tuple):
             shown = " ".join(map(str, shown))
-        kwargs: dict[str, Any] = {"default": None, "help": f"{text} (default {shown})"}
+        text = text if "default" in text else f"{text} (default {shown})"
+        kwargs: dict[str, Any] = {"default": None, "help": text}
         if f.name == "milestones":
             kwargs.update(type=int, nargs="+", metavar="EPOCH")
         elif f.name == "mask_mode":
@@ -214,9 +213,9 @@ def add_arguments(
         elif isinstance(f.default, bool):
             kwargs.update(type=_bool, metavar="BOOL")
         elif isinstance(f.default, int):
-            kwargs.update(type=int)
+            kwargs.update(type=int, metavar="N")
         else:
-            kwargs.update(type=float)
+            kwargs.update(type=float, metavar="X")
         parser.add_argument(_flag(f.name), dest=f"train_{f.name}", **kwargs)
     parser.set_defaults(_train_defaults=dict(defaults or {}))
 
