@@ -49,6 +49,7 @@ from pathnet.train.checkpoint import (
     checkpoint_errors,
     config_diff,
     load_checkpoint,
+    own_copy,
     restore_model,
     restore_training,
     save_checkpoint,
@@ -237,15 +238,7 @@ def fit_ddp(
         )
     cfg = build_config(config, overrides, "fit_ddp")
     rank, world = dist.get_rank(), dist.get_world_size()
-    if cfg.batch_size % world:
-        raise ValueError(
-            f"{_PREFIX}: batch_size {cfg.batch_size} is not a multiple of the {world} processes"
-        )
-    if cfg.mask_mode != "hard":
-        raise ValueError(f"{_PREFIX}: fit_ddp holds masks in 'hard' mode, got {cfg.mask_mode!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"{_PREFIX}: seed must be a non-negative integer, got {seed!r}")
-    seed = int(seed)
+    seed = _check_args(cfg, seed, world)
     train = check_data(train_data, "train_data")
     test = check_data(test_data, "test_data") if test_data is not None else None
     dev = _default_device() if device is None else resolve_device(device)
@@ -270,30 +263,9 @@ def fit_ddp(
     }
     out = Path(out_dir) if out_dir is not None else None
     ckpt = out / CHECKPOINT_NAME if out is not None else None
-    saved = None
-    if resume and ckpt is not None:
-        path = ckpt
-        saved = _from_rank0(lambda: load_checkpoint(path) if path.exists() else None, dev)
-    if saved is not None:
-        diff = config_diff(saved["config"], record, completed=saved["epoch"])
-        if diff:
-            raise ValueError(
-                f"{_PREFIX}: the checkpoint in {str(out)!r} is of a run with other settings ("
-                + "; ".join(diff)
-                + "); use another out_dir, or resume=False to start over"
-            )
+    saved = _resume_point(ckpt, record, dev) if resume else None
 
-    # ---- model: masked and restored, then wrapped (DDP copies rank 0's weights everywhere)
-    model.to(dev)
-    if m is not None:
-        apply_mask(model, m, mode="hard")
-    if saved is not None:
-        restore_model(model, saved, m, "hard", ckpt)
-    if sync_batchnorm:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    ddp = nn.parallel.DistributedDataParallel(
-        model, device_ids=[dev.index] if dev.type == "cuda" else None
-    )
+    model, ddp = _wrap(model, m, saved, ckpt, dev, sync_batchnorm)
     optimizer, scheduler, scaler = make_optimizer(
         [p for p in ddp.parameters() if p.requires_grad], cfg, amp=use_amp
     )
@@ -322,10 +294,7 @@ def fit_ddp(
                 gamma=cfg.gamma,
                 path=ckpt,
             )
-            with checkpoint_errors(ckpt):
-                torch.set_rng_state(saved["rng"]["torch"][rank])
-                if dev.type == "cuda" and saved["rng"].get("cuda"):
-                    torch.cuda.set_rng_state(saved["rng"]["cuda"][rank], dev)
+            _restore_rng(saved, rank, dev, ckpt)
             history = [dict(r) for r in saved["history"]]
             start, step = int(saved["epoch"]), int(saved["step"])
         else:
@@ -359,17 +328,8 @@ def fit_ddp(
                 if pbar is not None:
                     pbar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}")
                 if out is not None:
-                    state = {
-                        "epoch": epoch + 1,
-                        "step": step,
-                        "config": record,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict() if scaler is not None else None,
-                        "history": history,
-                    }
-                    _save(out, state, dev, cfg.epochs)
+                    state = {"epoch": epoch + 1, "step": step, "config": record}
+                    _save(out, state, model, optimizer, scheduler, scaler, history, dev, cfg.epochs)
         finally:
             if pbar is not None:
                 pbar.close()
@@ -389,8 +349,86 @@ def fit_ddp(
     )
 
 
-def _save(out: Path, state: dict[str, Any], dev: torch.device, epochs: int) -> None:
+def _restore_rng(saved: Mapping[str, Any], rank: int, dev: torch.device, ckpt: Any) -> None:
+    with checkpoint_errors(ckpt):
+        torch.set_rng_state(saved["rng"]["torch"][rank])
+        if dev.type == "cuda" and saved["rng"].get("cuda"):
+            torch.cuda.set_rng_state(saved["rng"]["cuda"][rank], dev)
+
+
+def _check_args(cfg: TrainConfig, seed: Any, world: int) -> int:
+    if cfg.batch_size % world:
+        raise ValueError(
+            f"{_PREFIX}: batch_size {cfg.batch_size} is not a multiple of the {world} processes"
+        )
+    if cfg.mask_mode != "hard":
+        raise ValueError(f"{_PREFIX}: fit_ddp holds masks in 'hard' mode, got {cfg.mask_mode!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{_PREFIX}: seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _resume_point(
+    ckpt: Path | None, record: Mapping[str, Any], dev: torch.device
+) -> dict[str, Any] | None:
+    """Rank 0's checkpoint (None without one), broadcast, checked against ``record``."""
+    if ckpt is None:
+        return None
+    path = ckpt
+    saved = _from_rank0(lambda: load_checkpoint(path) if path.exists() else None, dev)
+    if saved is not None:
+        diff = config_diff(saved["config"], record, completed=saved["epoch"])
+        if diff:
+            raise ValueError(
+                f"{_PREFIX}: the checkpoint in {str(ckpt.parent)!r} is of a run with other "
+                "settings (" + "; ".join(diff) + "); use another out_dir, or resume=False to "
+                "start over"
+            )
+    return saved
+
+
+def _wrap(
+    model: nn.Module,
+    mask: Mask | None,
+    saved: Mapping[str, Any] | None,
+    ckpt: Path | None,
+    dev: torch.device,
+    sync_batchnorm: bool,
+) -> tuple[nn.Module, nn.parallel.DistributedDataParallel]:
+    """The model masked and restored, then wrapped (DDP copies rank 0's weights everywhere)."""
+    model.to(dev)
+    if mask is not None:
+        apply_mask(model, own_copy(mask), mode="hard")
+    if saved is not None:
+        restore_model(model, saved, mask, "hard", ckpt)
+    if sync_batchnorm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ddp = nn.parallel.DistributedDataParallel(
+        model, device_ids=[dev.index] if dev.type == "cuda" else None
+    )
+    return model, ddp
+
+
+def _save(
+    out: Path,
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    history: list[dict[str, Any]],
+    dev: torch.device,
+    epochs: int,
+) -> None:
     """Rank 0 writes the checkpoint (every rank's random state in it) and the metrics."""
+    state = {
+        **state,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "history": history,
+    }
     states: list[Any] = [None] * dist.get_world_size()
     mine = {
         "torch": torch.get_rng_state(),

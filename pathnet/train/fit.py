@@ -418,24 +418,7 @@ def _train(
         history: list[dict[str, Any]] = []
         start, step = 0, 0
         if saved is not None:
-            restore_training(
-                saved,
-                optimizer,
-                scheduler,
-                scaler,
-                milestones=cfg.resolved_milestones(),
-                gamma=cfg.gamma,
-                path=run.ckpt_path,
-            )
-            with checkpoint_errors(run.ckpt_path):
-                set_rng_state(saved["rng"], dev)
-                batches.set_epoch(int(saved["rng"].get("data_epoch", saved["epoch"])))
-            history = [dict(r) for r in saved["history"]]
-            start, step = int(saved["epoch"]), int(saved["step"])
-            if run.out is not None:
-                # A run killed between its checkpoint and its metrics files left them one
-                # epoch behind; the checkpoint's history is complete, so write them from it.
-                _write_metrics(run, history, start)
+            history, start, step = _restore(run, optimizer, scheduler, scaler, batches)
         else:
             seed_everything(run.seed)
         label = progress if isinstance(progress, str) else "fit"
@@ -467,24 +450,7 @@ def _train(
                 history.append(row)
                 _describe(pbar, row, cfg.epochs, label)
                 if run.out is not None:
-                    assert run.ckpt_path is not None
-                    rng = rng_state(dev)
-                    rng["data_epoch"] = epoch + 1
-                    save_checkpoint(
-                        run.ckpt_path,
-                        {
-                            "epoch": epoch + 1,
-                            "step": step,
-                            "config": run.record,
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(),
-                            "scaler": scaler.state_dict() if scaler is not None else None,
-                            "rng": rng,
-                            "history": history,
-                        },
-                    )
-                    _write_metrics(run, history, epoch + 1)
+                    _save(run, history, step, optimizer, scheduler, scaler)
                 if callback is not None:
                     callback(dict(row))
         finally:
@@ -504,6 +470,64 @@ def _train(
         device=str(dev),
         out_dir=run.out,
     )
+
+
+def _restore(
+    run: _Run, optimizer: Any, scheduler: Any, scaler: Any, batches: Any
+) -> tuple[list[dict[str, Any]], int, int]:
+    """The checkpoint's optimizer, schedule, random and data-order states; its history."""
+    saved = run.saved
+    assert saved is not None
+    cfg = run.cfg
+    restore_training(
+        saved,
+        optimizer,
+        scheduler,
+        scaler,
+        milestones=cfg.resolved_milestones(),
+        gamma=cfg.gamma,
+        path=run.ckpt_path,
+    )
+    with checkpoint_errors(run.ckpt_path):
+        set_rng_state(saved["rng"], run.dev)
+        batches.set_epoch(int(saved["rng"].get("data_epoch", saved["epoch"])))
+    history = [dict(r) for r in saved["history"]]
+    start = int(saved["epoch"])
+    if run.out is not None:
+        # A run killed between its checkpoint and its metrics files left them one epoch
+        # behind; the checkpoint's history is complete, so write them from it.
+        _write_metrics(run, history, start)
+    return history, start, int(saved["step"])
+
+
+def _save(
+    run: _Run,
+    history: list[dict[str, Any]],
+    step: int,
+    optimizer: Any,
+    scheduler: Any,
+    scaler: Any,
+) -> None:
+    """The checkpoint after epoch ``len(history)``, then the metrics files."""
+    assert run.ckpt_path is not None
+    done = len(history)
+    rng = rng_state(run.dev)
+    rng["data_epoch"] = done
+    save_checkpoint(
+        run.ckpt_path,
+        {
+            "epoch": done,
+            "step": step,
+            "config": run.record,
+            "model": run.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": rng,
+            "history": history,
+        },
+    )
+    _write_metrics(run, history, done)
 
 
 def _write_metrics(run: _Run, history: list[dict[str, Any]], done: int) -> None:
