@@ -118,13 +118,21 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ helpers
     def resolved_milestones(self) -> tuple[int, ...]:
-        """The milestones in force: the given ones, or 50% and 75% of the epochs
-        (``epochs // 2`` and ``3 * epochs // 4``, those strictly between 0 and ``epochs``).
+        """The milestones in force: the given ones, or the default rule.
+
+        The default drops the lr at 50% and 75% of the run: epochs ``epochs // 2`` and
+        ``3 * epochs // 4`` (0-based; 80 and 120 of 160), keeping those strictly between 0
+        and ``epochs`` and each epoch once. So a short run never drops the lr twice at
+        the same epoch (100x at once): 2 epochs drop once, after the first; 3 epochs after
+        the first and the second; 1 epoch never.
+
+        >>> [TrainConfig(epochs=e).resolved_milestones() for e in (1, 2, 3, 4, 160)]
+        [(), (1,), (1, 2), (2, 3), (80, 120)]
         """
         if self.milestones is not None:
             return self.milestones
         e = self.epochs
-        return tuple(m for m in (e // 2, (3 * e) // 4) if 0 < m < e)
+        return tuple(sorted({m for m in (e // 2, (3 * e) // 4) if 0 < m < e}))
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied (validated again)."""
