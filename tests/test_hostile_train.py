@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import pathnet
 from pathnet import Mask, models
@@ -204,3 +206,88 @@ def test_cli_imp_prints_its_rounds(tmp_path, capsys):
         assert f"imp round {k}/3: training at density" in out
         assert f"round {k}/3: density" in out
     assert "round 3/3: density 60.00" in out
+
+
+# ------------------------------------------------------------------ 16: property tests
+def _leaves(tree, path=()):
+    """Paths to every value in a checkpoint (into dicts, lists and tuples)."""
+    yield path
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(tree, (list, tuple)):
+        for i, v in enumerate(tree):
+            yield from _leaves(v, (*path, i))
+
+
+def _replace(tree, path, value):
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(tree, dict):
+        return {**tree, head: _replace(tree[head], rest, value)}
+    items = list(tree)
+    items[head] = _replace(items[head], rest, value)
+    return type(tree)(items) if isinstance(tree, tuple) else items
+
+
+JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=4),
+    st.lists(st.integers(-3, 3), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.sampled_from([torch.zeros(3), torch.ones(2, 2, dtype=torch.bool), torch.tensor(7)]),
+)
+
+
+@pytest.fixture(scope="module")
+def valid_checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("valid")
+    fit(net(), half_mask(net()), data(), epochs=2, momentum=0.9, out_dir=folder, stop_after=1,
+        **OPTS)  # fmt: skip
+    return folder / CHECKPOINT_NAME
+
+
+def _resume_only_refuses(folder: Path) -> None:
+    """Resuming either works or raises CheckpointError (or the 'other settings' refusal)."""
+    try:
+        res = fit(net(), half_mask(net()), data(), epochs=2, out_dir=folder, resume=True, **OPTS)
+    except CheckpointError:
+        return
+    except ValueError as exc:
+        assert "other settings" in str(exc), exc
+        assert type(exc) is ValueError
+        return
+    assert res.epochs_completed == 2 and 0 <= res.epochs_run <= 1
+    for name, w in pathnet.prunable_parameters(res.model).items():
+        assert torch.all(w[~half_mask(net())[name]] == 0)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_any_mutated_field_is_refused_or_harmless(tmp_path_factory, valid_checkpoint, data):
+    state = torch.load(valid_checkpoint, weights_only=True)
+    paths = list(_leaves(state))
+    path = data.draw(st.sampled_from(paths[1:]), label="path")
+    junk = data.draw(JUNK, label="junk")
+    folder = tmp_path_factory.mktemp("mut")
+    torch.save(_replace(state, path, junk), folder / CHECKPOINT_NAME)
+    _resume_only_refuses(folder)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_random_bytes_in_a_checkpoint_are_refused_or_harmless(tmp_path_factory, valid_checkpoint,
+                                                              data):  # fmt: skip
+    raw = bytearray(valid_checkpoint.read_bytes())
+    for _ in range(data.draw(st.integers(1, 8), label="flips")):
+        i = data.draw(st.integers(0, len(raw) - 1), label="at")
+        raw[i] = data.draw(st.integers(0, 255), label="byte")
+    if data.draw(st.booleans(), label="cut"):
+        raw = raw[: data.draw(st.integers(0, len(raw)), label="length")]
+    folder = tmp_path_factory.mktemp("bytes")
+    (folder / CHECKPOINT_NAME).write_bytes(bytes(raw))
+    _resume_only_refuses(folder)

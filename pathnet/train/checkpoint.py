@@ -130,6 +130,10 @@ def _check_config(config: Any, fail: Any) -> None:
         fail(f"its config's epochs is {config.get('epochs')!r}")
     if not _whole(config.get("seed"), 0, 2**63 - 1):
         fail(f"its config's seed is {config.get('seed')!r}")
+    for key, value in config.items():
+        plain = value is None or isinstance(value, (bool, str)) or _number(value)
+        if not isinstance(key, str) or not (plain or key == "milestones"):
+            fail(f"its config holds {key!r}: {value!r}")
     ms = config.get("milestones")
     if not isinstance(ms, list) or not all(_whole(m, 0, _BIG) for m in ms):
         fail(f"its config's milestones are {ms!r}")
@@ -170,12 +174,90 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             fail(f"{key} is a {type(state[key]).__name__}, not a dict")
     if not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state["model"].items()):
         fail("model is not a state dict of named tensors")
-    history = state["history"]
-    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
-        fail("history is not a list of rows")
-    if len(history) != epoch:
-        fail(f"history has {len(history)} rows for {epoch} epochs")
+    _check_history(state["history"], epoch, fail)
+    if state.get("scaler") is not None and not isinstance(state["scaler"], dict):
+        fail("scaler is not a dict")
     return state
+
+
+def _number(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and abs(value) < 2**62
+        and math.isfinite(value)
+    )
+
+
+def _check_history(history: Any, epoch: int, fail: Any) -> None:
+    if not isinstance(history, list) or len(history) != epoch:
+        fail(f"history is not a list of {epoch} rows")
+    for i, row in enumerate(history, start=1):
+        if not isinstance(row, dict) or row.get("epoch") != i:
+            fail(f"history row {i} is not the row of epoch {i}")
+        for key, value in row.items():
+            if not isinstance(key, str) or not (value is None or _number(value)):
+                fail(f"history row {i} holds {key!r}: {value!r}")
+
+
+def _like(saved: Any, fresh: Any) -> bool:
+    """Whether a saved state entry has the kind of value a fresh object's state holds."""
+    if isinstance(fresh, bool) or fresh is None:
+        return saved is None or isinstance(saved, bool)
+    if isinstance(fresh, (int, float)):
+        return _number(saved) and (isinstance(fresh, float) or isinstance(saved, int))
+    if isinstance(fresh, Mapping):  # e.g. the milestones Counter
+        return isinstance(saved, Mapping) and all(
+            _whole(k, 0, _BIG) and _whole(v, 0, _BIG) for k, v in saved.items()
+        )
+    if isinstance(fresh, (list, tuple)):
+        return isinstance(saved, (list, tuple)) and all(_number(v) for v in saved)
+    return isinstance(saved, type(fresh))
+
+
+def _check_state_like(
+    saved: Any, fresh: Mapping[str, Any], what: str, required: Sequence[str]
+) -> None:
+    """``saved`` has ``required`` and only ``fresh``'s keys, each with the kind of value
+    ``fresh`` holds there (another torch version may have fewer entries)."""
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{what} is not a dict")
+    extra = sorted(map(str, set(saved) - set(fresh)))
+    missing = sorted(set(required) - set(saved))
+    if extra or missing:
+        raise CheckpointError(f"{what} has unknown entries {extra} or lacks {missing}")
+    for key, value in saved.items():
+        if not _like(value, fresh[key]):
+            raise CheckpointError(f"{what} holds {key}={value!r}")
+
+
+def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer, what: str) -> None:
+    fresh = optimizer.state_dict()
+    if not isinstance(saved, dict) or set(saved) != {"state", "param_groups"}:
+        raise CheckpointError(f"{what}: optimizer is not an optimizer state")
+    groups, state = saved["param_groups"], saved["state"]
+    if not isinstance(groups, list) or len(groups) != len(fresh["param_groups"]):
+        raise CheckpointError(f"{what}: optimizer has other parameter groups")
+    for g, f in zip(groups, fresh["param_groups"]):
+        if not isinstance(g, dict):
+            raise CheckpointError(f"{what}: optimizer has a damaged parameter group")
+        params = g.get("params")
+        if not isinstance(params, list) or len(params) != len(f["params"]):
+            raise CheckpointError(f"{what}: optimizer has other parameters")
+        _check_state_like(
+            {k: v for k, v in g.items() if k != "params"},
+            {k: v for k, v in f.items() if k != "params"},
+            f"{what}: optimizer group",
+            ("lr", "initial_lr", "momentum", "weight_decay"),
+        )
+    n_params = sum(len(f["params"]) for f in fresh["param_groups"])
+    if not isinstance(state, dict) or not all(
+        _whole(k, 0, n_params - 1)
+        and isinstance(v, dict)
+        and all(isinstance(t, Tensor) or t is None for t in v.values())
+        for k, v in state.items()
+    ):
+        raise CheckpointError(f"{what}: optimizer state is damaged")
 
 
 @contextlib.contextmanager
@@ -275,11 +357,26 @@ def restore_training(
     schedule takes the new ones and the learning rate of the next epoch is what they
     give: ``lr * gamma ** (milestones <= completed epochs)``.
     """
+    what = f"{_PREFIX}: checkpoint {str(path)!r} is damaged"
+    _check_optimizer(saved["optimizer"], optimizer, what)
+    _check_state_like(
+        saved["scheduler"],
+        scheduler.state_dict(),
+        f"{what}: scheduler",
+        ("milestones", "gamma", "base_lrs", "last_epoch"),
+    )
+    if saved["scheduler"]["last_epoch"] != saved["epoch"]:
+        raise CheckpointError(f"{what}: its schedule is not at epoch {saved['epoch']}")
     with checkpoint_errors(path):
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         if scaler is not None and saved.get("scaler") is not None:
             scaler.load_state_dict(saved["scaler"])
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for value in optimizer.state.get(p, {}).values():
+                if isinstance(value, Tensor) and value.dim() and value.shape != p.shape:
+                    raise CheckpointError(f"{what}: optimizer state of another shape")
     new = sorted(int(m) for m in milestones)
     if new != sorted(saved["config"]["milestones"]):
         completed = int(saved["epoch"])
