@@ -298,7 +298,7 @@ def config_diff(saved: Mapping[str, Any], now: Mapping[str, Any], *, completed: 
     >>> config_diff(old, {"epochs": 2, "milestones": [1], "lr": 0.1}, completed=1)
     []
     >>> config_diff(old, {"epochs": 2, "milestones": [0], "lr": 0.1}, completed=1)
-    ['milestones: [] in the checkpoint, [0] now (the epochs already trained would change)']
+    ['milestones: [] in the checkpoint, [0] now (the epochs already trained would change; to extend the run give milestones that keep [] before epoch 1)']
     """
     special = ("epochs", "milestones", *COSMETIC)
     keys = sorted((set(saved) | set(now)) - set(special))
@@ -314,9 +314,11 @@ def config_diff(saved: Mapping[str, Any], now: Mapping[str, Any], *, completed: 
         )
     old_ms, new_ms = list(saved["milestones"]), list(now["milestones"])
     if [m for m in old_ms if m < completed] != [m for m in new_ms if m < completed]:
+        past = [m for m in old_ms if m < completed]
         diff.append(
             f"milestones: {old_ms} in the checkpoint, {new_ms} now (the epochs already "
-            f"trained would change)"
+            f"trained would change; to extend the run give milestones that keep {past} "
+            f"before epoch {completed})"
         )
     return diff
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -266,73 +267,32 @@ def fit_ddp(
     saved = _resume_point(ckpt, record, dev) if resume else None
 
     model, ddp = _wrap(model, m, saved, ckpt, dev, sync_batchnorm)
-    optimizer, scheduler, scaler = make_optimizer(
-        [p for p in ddp.parameters() if p.requires_grad], cfg, amp=use_amp
-    )
-    batches = ShardedBatches(
-        train,
+    run = _DdpRun(
+        cfg=cfg,
+        model=model,
+        ddp=ddp,
+        batches=ShardedBatches(
+            train,
+            seed=seed,
+            rank=rank,
+            world=world,
+            local_batch=cfg.batch_size // world,
+            device=dev,
+            augment=do_augment,
+        ),
+        test=_shard(test, rank, world) if test is not None else None,
+        has_test=test is not None,
+        dev=dev,
+        amp=use_amp,
         seed=seed,
         rank=rank,
-        world=world,
-        local_batch=cfg.batch_size // world,
-        device=dev,
-        augment=do_augment,
+        record=record,
+        out=out,
+        saved=saved,
     )
-    test_shard = _shard(test, rank, world) if test is not None else None
     rng_devices = [dev] if dev.type == "cuda" else []
-
     with torch.random.fork_rng(devices=rng_devices):
-        history: list[dict[str, Any]] = []
-        start, step = 0, 0
-        if saved is not None:
-            restore_training(
-                saved,
-                optimizer,
-                scheduler,
-                scaler,
-                milestones=cfg.resolved_milestones(),
-                gamma=cfg.gamma,
-                path=ckpt,
-            )
-            _restore_rng(saved, rank, dev, ckpt)
-            history = [dict(r) for r in saved["history"]]
-            start, step = int(saved["epoch"]), int(saved["step"])
-        else:
-            torch.manual_seed(_rank_seed(seed, 0x7061746E, rank))
-        end = cfg.epochs if stop_after is None else min(cfg.epochs, int(stop_after))
-        pbar = None
-        if progress and rank == 0 and start < end:
-            from tqdm import tqdm
-
-            pbar = tqdm(total=(end - start) * len(batches), desc="fit_ddp")
-        try:
-            for epoch in range(start, end):
-                row, step = run_epoch(
-                    ddp,
-                    batches,
-                    optimizer,
-                    scheduler,
-                    epoch=epoch,
-                    device=dev,
-                    amp=use_amp,
-                    scaler=scaler,
-                    test=test_shard,
-                    has_test=test is not None,
-                    eval_model=model,
-                    eval_batch_size=cfg.eval_batch_size,
-                    reduce=_all_reduce,
-                    on_step=(lambda _: pbar.update(1)) if pbar is not None else None,
-                    step=step,
-                )
-                history.append(row)
-                if pbar is not None:
-                    pbar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}")
-                if out is not None:
-                    state = {"epoch": epoch + 1, "step": step, "config": record}
-                    _save(out, state, model, optimizer, scheduler, scaler, history, dev, cfg.epochs)
-        finally:
-            if pbar is not None:
-                pbar.close()
+        history, start = _train(run, stop_after, progress)
     dist.barrier()
     done = len(history)
     return FitResult(
@@ -347,6 +307,101 @@ def fit_ddp(
         device=str(dev),
         out_dir=out,
     )
+
+
+@dataclass
+class _DdpRun:
+    """One rank's part of a :func:`fit_ddp` call, its arguments checked."""
+
+    cfg: TrainConfig
+    model: nn.Module
+    ddp: nn.parallel.DistributedDataParallel
+    batches: ShardedBatches
+    test: DataLike | None
+    has_test: bool
+    dev: torch.device
+    amp: bool
+    seed: int
+    rank: int
+    record: dict[str, Any]
+    out: Path | None
+    saved: dict[str, Any] | None
+
+    @property
+    def ckpt(self) -> Path | None:
+        return self.out / CHECKPOINT_NAME if self.out is not None else None
+
+
+def _train(
+    run: _DdpRun, stop_after: int | None, progress: bool
+) -> tuple[list[dict[str, Any]], int]:
+    """The epochs of one rank (under its own random state); the history and first epoch."""
+    cfg, dev, saved = run.cfg, run.dev, run.saved
+    optimizer, scheduler, scaler = make_optimizer(
+        [p for p in run.ddp.parameters() if p.requires_grad], cfg, amp=run.amp
+    )
+    history: list[dict[str, Any]] = []
+    start, step = 0, 0
+    if saved is not None:
+        restore_training(
+            saved,
+            optimizer,
+            scheduler,
+            scaler,
+            milestones=cfg.resolved_milestones(),
+            gamma=cfg.gamma,
+            path=run.ckpt,
+        )
+        _restore_rng(saved, run.rank, dev, run.ckpt)
+        history = [dict(r) for r in saved["history"]]
+        start, step = int(saved["epoch"]), int(saved["step"])
+    else:
+        torch.manual_seed(_rank_seed(run.seed, 0x7061746E, run.rank))
+    end = cfg.epochs if stop_after is None else min(cfg.epochs, int(stop_after))
+    pbar = None
+    if progress and run.rank == 0 and start < end:
+        from tqdm import tqdm
+
+        pbar = tqdm(total=(end - start) * len(run.batches), desc="fit_ddp")
+    try:
+        for epoch in range(start, end):
+            row, step = run_epoch(
+                run.ddp,
+                run.batches,
+                optimizer,
+                scheduler,
+                epoch=epoch,
+                device=dev,
+                amp=run.amp,
+                scaler=scaler,
+                test=run.test,
+                has_test=run.has_test,
+                eval_model=run.model,
+                eval_batch_size=cfg.eval_batch_size,
+                reduce=_all_reduce,
+                on_step=(lambda _: pbar.update(1)) if pbar is not None else None,
+                step=step,
+            )
+            history.append(row)
+            if pbar is not None:
+                pbar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}")
+            if run.out is not None:
+                state = {"epoch": epoch + 1, "step": step, "config": run.record}
+                _save(
+                    run.out,
+                    state,
+                    run.model,
+                    optimizer,
+                    scheduler,
+                    scaler,
+                    history,
+                    dev,
+                    cfg.epochs,
+                )
+    finally:
+        if pbar is not None:
+            pbar.close()
+    return history, start
 
 
 def _restore_rng(saved: Mapping[str, Any], rank: int, dev: torch.device, ckpt: Any) -> None:
