@@ -391,7 +391,9 @@ def restore_training(
 
 def own_copy(mask: Mask) -> Mask:
     """A copy of ``mask`` whose tensors nothing else holds (a model may write into them)."""
-    return Mask({k: v.clone() for k, v in mask.items()}, meta=mask.meta)
+    return Mask(
+        {k: v.clone() for k, v in mask.items()}, meta=mask.meta, tied=getattr(mask, "tied", ())
+    )
 
 
 # ------------------------------------------------------------------ random states

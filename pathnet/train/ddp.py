@@ -106,15 +106,15 @@ def _from_rank0(fn: Callable[[], Any], device: torch.device) -> Any:
 def _rank0_mask(mask: MaskArg, model: nn.Module, device: torch.device) -> Mask | None:
     """Rank 0's mask (a callable is called there alone), the same on every rank."""
 
-    def choose() -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+    def choose() -> tuple[dict[str, Tensor], dict[str, Any], list[list[str]]] | None:
         chosen = mask(model) if callable(mask) and not isinstance(mask, Mapping) else mask
         if chosen is None:
             return None
         m = chosen if isinstance(chosen, Mask) else Mask(chosen)
-        return dict(m.items()), dict(m.meta)
+        return dict(m.items()), dict(m.meta), [list(g) for g in getattr(m, "tied", ())]
 
     payload = _from_rank0(choose, device)
-    return None if payload is None else Mask(payload[0], meta=payload[1])
+    return None if payload is None else Mask(payload[0], meta=payload[1], tied=payload[2])
 
 
 class ShardedBatches:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pathnet._random import SeedLike, make_rng
-from pathnet.data import Dataset, loader
+from pathnet.data import Dataset, loader, mix_seed
 from pathnet.train.config import TrainConfig
 
 __all__ = [
@@ -155,9 +155,7 @@ def to_device(data: DataLike, device: torch.device) -> DataLike:
 
 def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
     """The permutation of pass ``epoch`` that :func:`pathnet.data.loader` draws."""
-    from pathnet.data import _mix_seed
-
-    return torch.randperm(n, generator=torch.Generator().manual_seed(_mix_seed(seed, epoch)))
+    return torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, epoch)))
 
 
 class TensorBatches:
