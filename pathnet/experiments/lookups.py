@@ -1,0 +1,65 @@
+"""The sweep's lookups in pathnet's registries: data sets, selection methods, model builders.
+
+Each is one small function, so that a change in a registry's shape is a one-line change
+here. Used by :mod:`pathnet.experiments.config` to check a sweep when it is loaded.
+
+>>> dataset_facts("fmnist")
+('fashion-mnist', 10)
+>>> from pathnet import models
+>>> sorted(known_options(models.MODELS["vgg11"], ("seed",)))
+['batch_norm', 'num_classes']
+>>> model_outputs(models.MODELS["vgg11"], {"num_classes": 100})
+100
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["dataset_facts", "known_options", "method_function", "model_outputs"]
+
+
+def dataset_facts(name: str) -> tuple[str, int]:
+    """A data set's canonical name and number of classes (``"fmnist"`` -> fashion-mnist, 10).
+
+    The one place that reads pathnet.data's name and class tables.
+    """
+    from pathnet import data
+
+    canonical = data._canonical(name)
+    return canonical, int(data._NUM_CLASSES[canonical])
+
+
+def method_function(name: str) -> Callable[..., Any] | None:
+    """The registered selection function of ``name``, or None where there is none."""
+    from pathnet.select.registry import METHODS, _load_builtin_methods
+
+    _load_builtin_methods()
+    return METHODS.get(name)
+
+
+def known_options(fn: Callable[..., Any], fixed: Sequence[str]) -> set[str] | None:
+    """Keyword options ``fn`` names, less ``fixed``; None where it forwards the rest unseen.
+
+    A ``**unknown`` catch-all is where a method refuses what it does not take; any other
+    ``**name`` forwards options elsewhere, so they are not checked here.
+    """
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD and p.name != "unknown" for p in params):
+        return None
+    return {
+        p.name
+        for p in params
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in fixed
+    }
+
+
+def model_outputs(builder: Callable[..., Any], options: Mapping[str, Any]) -> int | None:
+    """The class count a zoo model is built with (its ``num_classes``), where it has one."""
+    param = inspect.signature(builder).parameters.get("num_classes")
+    if param is None:
+        return None
+    n = options.get("num_classes", param.default)
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
