@@ -295,7 +295,8 @@ def run_one(
         result = compute(trial, folder, root, options)
         seconds = time.perf_counter() - t0
         doc = {"format": _RESULT_FORMAT, "version": _VERSION, "name": trial.name}
-        doc.update(hash=trial.hash, **result)
+        doc["hash"] = trial.hash
+        doc.update(result)  # the runner's own keys below win over the compute's
         doc.update(seconds=seconds, host=socket.gethostname(), finished=_now())
         text = json.dumps(doc, indent=1, default=_scalar) + "\n"  # NaN kept: Python reads it
         atomic_write_bytes(folder / RESULT_FILE, text.encode())
