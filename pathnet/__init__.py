@@ -7,7 +7,20 @@ The pipeline is model -> graph -> selection -> mask -> analysis / training:
 >>> dag = pathnet.to_dag(model)
 >>> dag.n_params
 72
+
+The heavier sub-packages (``pathnet.train``, ``pathnet.data``, ``pathnet.figures``,
+``pathnet.experiments``) are imported on first use, so
+``import pathnet`` stays light and ``pathnet.train.fit`` works without importing
+``pathnet.train`` by hand:
+
+>>> callable(pathnet.train.fit)
+True
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from pathnet import analysis, models, select
 from pathnet.graph import EdgeBlock, LayeredDAG, UnitGroup, UnsupportedModelError, to_dag
@@ -15,6 +28,9 @@ from pathnet.mask import Mask, MaskFileError, apply_mask, prunable_parameters, r
 from pathnet.select.registry import METHODS
 
 __version__ = "0.1.0"
+
+#: Sub-packages imported lazily on attribute access.
+_LAZY = frozenset({"cli", "data", "experiments", "figures", "train"})
 
 __all__ = [
     "METHODS",
@@ -33,3 +49,13 @@ __all__ = [
     "select",
     "to_dag",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return importlib.import_module(f"pathnet.{name}")
+    raise AttributeError(f"module 'pathnet' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)

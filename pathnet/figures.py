@@ -1,8 +1,22 @@
-"""Figures of the PHEW paper's data-free analyses, drawn from tidy result tables.
+"""Figures of the PHEW paper's data-free analyses, as :class:`matplotlib.figure.Figure` objects.
 
-Every function takes rows (a list of dicts, as read from the CSV files that
-:mod:`pathnet.experiments.reproduce` writes) and a path, and writes a PNG atomically. Colours
-and markers are fixed per method so figures compare at a glance.
+Every function builds a ``Figure`` directly (no pyplot state, no change of the global
+backend, so a notebook keeps its own), returns it, and, when given a ``path``, also
+saves it atomically in the format the suffix names (``.png``, ``.pdf``, ``.svg`` ...).
+Colours and markers are fixed per method so figures compare at a glance; PHEW is drawn
+last and on top.
+
+The table-driven functions take rows (a list of dicts, as in the CSV files that
+:mod:`pathnet.experiments.reproduce` writes). :func:`plot_widths` is the one-call entry
+point from a model and masks:
+
+>>> import pathnet
+>>> from pathnet import figures
+>>> model = pathnet.models.mlp([20, 16, 16, 4], seed=0)
+>>> masks = {m: pathnet.select.select(m, model, 0.2, seed=0) for m in ("phew", "random")}
+>>> fig = figures.plot_widths(model, masks)
+>>> [ax.get_ylabel() for ax in fig.axes][:1]
+['width (% of units on a complete path)']
 """
 
 from __future__ import annotations
@@ -10,23 +24,27 @@ from __future__ import annotations
 import io
 import math
 import os
+import textwrap
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import ticker
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from pathnet._io import atomic_write_bytes
 
 __all__ = [
+    "FORMATS",
+    "GROUP_LABEL_KEY",
     "METHOD_STYLE",
     "accuracy_vs_density",
+    "group_label",
     "metric_vs_density",
+    "plot_widths",
     "save_figure",
     "width_profile",
 ]
@@ -46,17 +64,67 @@ METHOD_STYLE: dict[str, dict[str, Any]] = {
     "dense": {"color": "#999999", "marker": "", "label": "dense"},
 }
 
+#: Suffixes :func:`save_figure` writes, mapped to matplotlib's format names.
+FORMATS: dict[str, str] = {
+    ".png": "png",
+    ".pdf": "pdf",
+    ".svg": "svg",
+    ".eps": "eps",
+    ".ps": "ps",
+    ".jpg": "jpg",
+    ".jpeg": "jpg",
+    ".tif": "tif",
+    ".tiff": "tif",
+    ".webp": "webp",
+}
+
+_BAND = "Lines: mean over seeds; shaded bands: min to max over seeds."
+_TICK_FONT = 8
+_MAX_TICK_LABELS = 24
+
 
 def _style(method: str) -> dict[str, Any]:
     return METHOD_STYLE.get(method, {"color": None, "marker": "o", "label": method})
 
 
-def save_figure(fig: plt.Figure, path: str | os.PathLike[str], dpi: int = 130) -> Path:
-    """Write ``fig`` as PNG through a temporary file; closes the figure."""
+def _draw_kwargs(method: str) -> dict[str, Any]:
+    """PHEW on top and a little thicker, so that a line at 100% is never hidden."""
+    st = _style(method)
+    top = method == "phew"
+    return {
+        "marker": st["marker"],
+        "ms": 5 if top else 4,
+        "lw": 2.2 if top else 1.4,
+        "color": st["color"],
+        "label": st["label"],
+        "zorder": 5 if top else 3,
+    }
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 130) -> Path:
+    """Write ``fig`` atomically in the format its suffix names (``.png``, ``.pdf``, ...).
+
+    Raises
+    ------
+    ValueError
+        An unknown or missing suffix (the message lists the known ones).
+    """
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"pathnet.figures.save_figure: cannot tell the format of {str(path)!r}; "
+            f"use one of the suffixes {', '.join(FORMATS)}"
+        )
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def _finish(fig: Figure, path: str | os.PathLike[str] | None) -> Figure:
+    if path is not None:
+        save_figure(fig, path)
+    return fig
 
 
 def _num(v: Any) -> float:
@@ -64,36 +132,90 @@ def _num(v: Any) -> float:
 
 
 def _methods_in(rows: Iterable[Mapping[str, Any]], order: Sequence[str] | None) -> list[str]:
+    """Methods present, in the fixed order, PHEW last (drawn on top)."""
     present = {str(r["method"]) for r in rows}
     ranked = [m for m in (order or METHOD_STYLE) if m in present]
-    return ranked + sorted(present - set(ranked))
+    ranked += sorted(present - set(ranked))
+    return [m for m in ranked if m != "phew"] + (["phew"] if "phew" in ranked else [])
+
+
+def _band(values: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def agg(f: Any) -> np.ndarray:
+        return np.array([f(v) if np.isfinite(v).any() else np.nan for v in values])
+
+    return agg(np.nanmean), agg(np.nanmin), agg(np.nanmax)
+
+
+def _caption(rows: Sequence[Mapping[str, Any]], *parts: str) -> str:
+    """The figure's caption: what lines and bands mean (when there are several seeds)."""
+    several = len({str(r.get("seed", "")) for r in rows}) > 1
+    return " ".join(p for p in ((_BAND if several else ""), *parts) if p)
+
+
+def _legend(fig: Figure, axes: Sequence[Axes], caption: str, ncol: int) -> None:
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    # legend in the fixed method order (PHEW first), whatever the drawing order
+    order = [st["label"] for st in METHOD_STYLE.values()]
+    labels = sorted(seen, key=lambda s: order.index(s) if s in order else len(order))
+    # The caption is the legend's title, so the layout engine makes room for both.
+    width_chars = int(fig.get_figwidth() * 13)
+    fig.legend(
+        [seen[s] for s in labels],
+        labels,
+        loc="outside lower center",
+        ncol=min(ncol, max(1, len(labels))),
+        frameon=False,
+        fontsize=9,
+        title="\n".join(textwrap.wrap(caption, width_chars)) or None,
+        title_fontsize=8,
+    )
 
 
 def metric_vs_density(
     rows: Sequence[Mapping[str, Any]],
     metric: str,
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
     *,
     ylabel: str,
     title: str,
     log_y: bool = False,
     metric_is_log10: bool = False,
     methods: Sequence[str] | None = None,
-) -> Path:
+    caption: str = "",
+) -> Figure:
     """One panel per model: ``metric`` against density (log x), mean and min-max over seeds.
 
     Parameters
     ----------
     rows : sequence of dict
         Tidy rows with keys ``model``, ``method``, ``density``, ``seed`` and ``metric``.
+    metric : str
+        The column to plot.
+    path : path-like, optional
+        Also save the figure there (format from the suffix).
+    ylabel, title : str
+        Axis label and panel title (the model's name is prepended).
+    log_y : bool
+        Logarithmic y axis.
     metric_is_log10 : bool
-        The metric is stored as log10 (path counts, traces); it is plotted on a
-        log axis as ``10**value`` without ever forming the (overflowing) number:
-        the axis shows log10 values labelled as powers of ten.
+        The metric is stored as log10 (path counts, traces); it is plotted as log10
+        values labelled as powers of ten, without forming the (overflowing) numbers.
+    methods : sequence of str, optional
+        Order of the methods; default :data:`METHOD_STYLE`'s.
+    caption : str
+        Text under the figure, after the explanation of lines and bands.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     models = sorted({str(r["model"]) for r in rows})
-    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 4.0), squeeze=False)
-    for ax, model in zip(axes[0], models):
+    fig = Figure(figsize=(5.4 * len(models), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(models), squeeze=False)[0]
+    for ax, model in zip(axes, models):
         sub = [r for r in rows if r["model"] == model]
         for method in _methods_in(sub, methods):
             by_d: dict[float, list[float]] = defaultdict(list)
@@ -101,13 +223,10 @@ def metric_vs_density(
                 if r["method"] == method:
                     by_d[_num(r["density"])].append(_num(r[metric]))
             d = np.array(sorted(by_d))
-            vals = [np.array(by_d[x]) for x in d]
-            mean = np.array([np.nanmean(v) if np.isfinite(v).any() else np.nan for v in vals])
-            lo = np.array([np.nanmin(v) if np.isfinite(v).any() else np.nan for v in vals])
-            hi = np.array([np.nanmax(v) if np.isfinite(v).any() else np.nan for v in vals])
-            st = _style(method)
-            ax.plot(100 * d, mean, marker=st["marker"], ms=4, color=st["color"], label=st["label"])
-            ax.fill_between(100 * d, lo, hi, color=st["color"], alpha=0.2, lw=0)
+            mean, lo, hi = _band([np.array(by_d[x]) for x in d])
+            kw = _draw_kwargs(method)
+            ax.plot(100 * d, mean, **kw)
+            ax.fill_between(100 * d, lo, hi, color=kw["color"], alpha=0.2, lw=0, zorder=2)
         ax.set_xscale("log")
         shown = [100 * _num(r["density"]) for r in sub]
         ticks = [
@@ -115,8 +234,9 @@ def metric_vs_density(
         ]
         if ticks:
             ax.set_xticks(ticks)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}%"))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}%"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.tick_params(labelsize=_TICK_FONT + 1)
         ax.set_xlabel("density (% of weights kept, log scale)")
         if log_y and not metric_is_log10:
             ax.set_yscale("log")
@@ -124,35 +244,67 @@ def metric_vs_density(
         ax.set_title(f"{model}: {title}")
         ax.grid(True, which="both", alpha=0.3)
         if metric_is_log10:
-            ax.yaxis.set_major_formatter(
-                matplotlib.ticker.FuncFormatter(lambda v, _: f"$10^{{{v:.0f}}}$")
-            )
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False)
-    fig.subplots_adjust(bottom=0.28, wspace=0.28)
-    return save_figure(fig, path)
+            ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"$10^{{{v:.0f}}}$"))
+    _legend(fig, axes, _caption(rows, caption), ncol=4)
+    return _finish(fig, path)
+
+
+def group_label(name: str) -> str:
+    """A short tick label for a unit group's name (see :data:`GROUP_LABEL_KEY`).
+
+    >>> group_label("layer2.1.conv1"), group_label("layer2.1.add"), group_label("features.26")
+    ('2.1.conv1', '2.1 sum', 'conv@26')
+    """
+    if name.startswith("layer"):
+        name = name[len("layer") :]
+    if name.endswith(".add"):
+        name = name[: -len(".add")] + " sum"
+    if name.startswith("features."):
+        name = "conv@" + name[len("features.") :]
+    return name
+
+
+#: The abbreviations :func:`group_label` uses, printed under width figures.
+GROUP_LABEL_KEY = (
+    "Groups: 'input'; ResNet 'S.B.convK' = stage S, block B, conv K; 'S.B sum' = output of "
+    "the residual addition of that block; VGG 'conv@N' = the conv at features[N]."
+)
+
+
+def _group_ticks(ax: Axes, names: Mapping[int, str]) -> None:
+    ticks = sorted(names)
+    step = max(1, math.ceil(len(ticks) / _MAX_TICK_LABELS))
+    shown = ticks[::step]
+    if ticks[-1] not in shown:
+        shown.append(ticks[-1])
+    ax.set_xticks(shown)
+    ax.set_xticklabels(
+        [group_label(names[t]) for t in shown], rotation=60, ha="right", fontsize=_TICK_FONT
+    )
 
 
 def width_profile(
     rows: Sequence[Mapping[str, Any]],
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
     *,
     densities: Sequence[float],
     methods: Sequence[str] | None = None,
-) -> Path:
+    caption: str = "",
+) -> Figure:
     """Per-layer width (fraction of units on a complete path) for each method.
 
-    One row of panels per model, one column per density; the mean over seeds is
-    drawn with its min-max band. Rows need keys ``model``, ``method``,
-    ``density``, ``seed``, ``group``, ``name``, ``units``, ``active``.
+    One row of panels per model, one column per density; the mean over seeds is drawn
+    with its min-max band. Rows need keys ``model``, ``method``, ``density``, ``seed``,
+    ``group``, ``name``, ``units``, ``active``. Tick labels abbreviate group names
+    (:func:`group_label`); at most 24 labels per panel, every k-th beyond that.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     models = sorted({str(r["model"]) for r in rows})
-    fig, axes = plt.subplots(
-        len(models),
-        len(densities),
-        figsize=(6.0 * len(densities), 3.4 * len(models)),
-        squeeze=False,
-    )
+    fig = Figure(figsize=(6.4 * len(densities), 3.9 * len(models) + 0.8), layout="constrained")
+    axes = fig.subplots(len(models), len(densities), squeeze=False)
     for row_ax, model in zip(axes, models):
         for ax, density in zip(row_ax, densities):
             sub = [
@@ -165,54 +317,34 @@ def width_profile(
                 by_g: dict[int, list[float]] = defaultdict(list)
                 for r in sub:
                     if r["method"] == method:
-                        g = int(r["group"])
-                        names[g] = str(r["name"])
-                        by_g[g].append(_num(r["active"]) / _num(r["units"]))
-                g = np.array(sorted(by_g))
-                vals = [np.array(by_g[x]) for x in g]
-                st = _style(method)
-                ax.plot(
-                    g,
-                    [100 * v.mean() for v in vals],
-                    marker=st["marker"],
-                    ms=4,
-                    color=st["color"],
-                    label=st["label"],
-                )
-                ax.fill_between(
-                    g,
-                    [100 * v.min() for v in vals],
-                    [100 * v.max() for v in vals],
-                    color=st["color"],
-                    alpha=0.2,
-                    lw=0,
-                )
-            ax.set_ylim(-3, 103)
-            ax.set_xlabel("unit group (layer, input -> output)")
+                        gid = int(r["group"])
+                        names[gid] = str(r["name"])
+                        by_g[gid].append(100 * _num(r["active"]) / _num(r["units"]))
+                groups = np.array(sorted(by_g))
+                mean, lo, hi = _band([np.array(by_g[x]) for x in groups])
+                kw = _draw_kwargs(method)
+                ax.plot(groups, mean, **kw)
+                ax.fill_between(groups, lo, hi, color=kw["color"], alpha=0.2, lw=0, zorder=2)
+            ax.set_ylim(-3, 104)
+            ax.set_xlabel("unit group (input -> output)")
             ax.set_ylabel("width (% of units on a complete path)")
             ax.set_title(f"{model} at {100 * density:g}% density")
             ax.grid(True, alpha=0.3)
-            if names and len(names) <= 24:
-                ticks = sorted(names)
-                ax.set_xticks(ticks)
-                ax.set_xticklabels([_short(names[t]) for t in ticks], rotation=70, fontsize=6)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), frameon=False)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    return save_figure(fig, path)
-
-
-def _short(name: str) -> str:
-    return name.replace("features.", "f").replace("layer", "L").replace(".add", "+")[:14]
+            ax.tick_params(axis="y", labelsize=_TICK_FONT + 1)
+            if names:
+                _group_ticks(ax, names)
+    _legend(fig, list(axes.ravel()), _caption(rows, GROUP_LABEL_KEY, caption), ncol=6)
+    return _finish(fig, path)
 
 
 def accuracy_vs_density(
     rows: Sequence[Mapping[str, Any]],
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
     *,
     title: str = "test accuracy",
     methods: Sequence[str] | None = None,
-) -> Path:
+    caption: str = "",
+) -> Figure:
     """Test accuracy (%) against density (log x): mean and min-max over seeds.
 
     Rows need keys ``model`` (or ``dataset``), ``method``, ``density``, ``seed``,
@@ -221,5 +353,62 @@ def accuracy_vs_density(
     key = "test_acc"
     scaled = [{**r, key: 100 * _num(r[key])} for r in rows]
     return metric_vs_density(
-        scaled, key, path, ylabel="test accuracy (%)", title=title, methods=methods
+        scaled,
+        key,
+        path,
+        ylabel="test accuracy (%)",
+        title=title,
+        methods=methods,
+        caption=caption,
     )
+
+
+def plot_widths(
+    model: Any,
+    masks: Mapping[str, Any],
+    path: str | os.PathLike[str] | None = None,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Layer widths of ``model`` under each of ``masks``, in one call.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network the masks belong to.
+    masks : mapping of str to Mask
+        Label (a method name such as ``"phew"`` gets its fixed style) to mask.
+    path : path-like, optional
+        Also save the figure there (format from the suffix).
+    input_shape : tuple of int, optional
+        Per-sample input shape, if the model has no ``input_shape`` attribute.
+    title : str, optional
+        Panel title; default the model's class name and the masks' densities.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from pathnet import analysis
+
+    rows = []
+    densities = []
+    for label, mask in masks.items():
+        widths = analysis.layer_widths(model, mask, input_shape=input_shape)
+        kept = sum(int(t.sum()) for t in mask.values())
+        total = sum(int(t.numel()) for t in mask.values())
+        densities.append(kept / max(total, 1))
+        rows += [
+            {"model": "m", "method": label, "density": 0, "seed": 0, "group": i, "name": w.name}
+            | {"units": w.units, "active": w.active}
+            for i, w in enumerate(widths)
+        ]
+    fig = width_profile(rows, densities=[0.0])
+    ax = fig.axes[0]
+    if len({round(d, 6) for d in densities}) == 1:
+        shown = f"density {100 * densities[0]:.3g}%"
+    else:
+        shown = ", ".join(f"{k} {100 * d:.3g}%" for k, d in zip(masks, densities))
+    ax.set_title(title or f"{type(model).__name__}: layer widths ({shown})")
+    return _finish(fig, path)

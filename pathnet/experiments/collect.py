@@ -247,7 +247,8 @@ def collect(
         if title is None:
             epochs = sorted({int(r["epochs"]) for r in rows})
             title = "test accuracy after " + "/".join(map(str, epochs)) + " epoch(s)"
-        result.figure = figures.accuracy_vs_density(
-            plot_rows, figure_path or root / "accuracy_vs_density.png", title=title
+        result.figure = figures.save_figure(
+            figures.accuracy_vs_density(plot_rows, title=title),
+            figure_path or root / "accuracy_vs_density.png",
         )
     return result

@@ -303,35 +303,37 @@ def draw_figures(
     written = []
     present = {float(r["density"]) for r in results}
     width_d = [d for d in WIDTH_DENSITIES if any(math.isclose(d, x) for x in present)]
+    # effective parameters as a share of the kept weights: absolute counts on a log axis
+    # overlap for every method; the share shows which methods waste weights off-path.
+    rows = [
+        {**r, "effective_pct": 100 * float(r["effective_params"]) / max(float(r["kept"]), 1.0)}
+        for r in results
+    ]
     if widths and width_d:
-        written.append(figures.width_profile(widths, out / "widths.png", densities=width_d))
+        fig = figures.width_profile(widths, densities=width_d)
+        written.append(figures.save_figure(fig, out / "widths.png"))
     for metric, name, ylabel, title, log_y in (
         ("log10_trace", "trace_vs_density", "path-kernel trace Tr(Π) (log scale)",
          "path-kernel trace", False),
-        ("effective_params", "effective_params_vs_density",
-         "effective parameters (on a complete path)", "effective parameters", True),
+        ("effective_pct", "effective_params_vs_density",
+         "effective parameters (% of kept weights)", "kept weights on a complete path", False),
         ("log10_paths", "path_count_vs_density", "input→output paths (log scale)",
          "number of paths", False),
     ):  # fmt: skip
-        written.append(
-            figures.metric_vs_density(
-                results,
-                metric,
-                out / f"{name}.png",
-                ylabel=ylabel,
-                title=title,
-                log_y=log_y,
-                metric_is_log10=metric.startswith("log10"),
-            )
+        fig = figures.metric_vs_density(
+            rows,
+            metric,
+            ylabel=ylabel,
+            title=title,
+            log_y=log_y,
+            metric_is_log10=metric.startswith("log10"),
         )
+        written.append(figures.save_figure(fig, out / f"{name}.png"))
     if accuracy:
-        written.append(
-            figures.accuracy_vs_density(
-                [{**r, "model": "mlp-fashion-mnist"} for r in accuracy],
-                out / "accuracy_vs_density.png",
-                title=accuracy_title,
-            )
+        fig = figures.accuracy_vs_density(
+            [{**r, "model": "mlp-fashion-mnist"} for r in accuracy], title=accuracy_title
         )
+        written.append(figures.save_figure(fig, out / "accuracy_vs_density.png"))
     return written
 
 
