@@ -22,14 +22,12 @@ __all__ = ["dataset_facts", "known_options", "method_function", "model_outputs"]
 
 
 def dataset_facts(name: str) -> tuple[str, int]:
-    """A data set's canonical name and number of classes (``"fmnist"`` -> fashion-mnist, 10).
+    """A data set's canonical name and number of classes (``"fmnist"`` -> fashion-mnist, 10)."""
+    from pathnet.data import canonical_name
+    from pathnet.data.registry import NUM_CLASSES
 
-    The one place that reads pathnet.data's name and class tables.
-    """
-    from pathnet import data
-
-    canonical = data._canonical(name)
-    return canonical, int(data._NUM_CLASSES[canonical])
+    canonical = canonical_name(name)
+    return canonical, int(NUM_CLASSES[canonical])
 
 
 def method_function(name: str) -> Callable[..., Any] | None:
