@@ -19,26 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from pathnet.experiments.config import config_hash
+from pathnet.experiments.lookups import splits
 from pathnet.experiments.runner import Grid, GridTrial, RunOptions, failure_message, run_grid
 
 __all__ = ["RUNS_DIR", "compute_seed", "imp_similarity", "similarity_grid"]
 
 #: Sub-folder of the output folder where the grid runner keeps the trials.
 RUNS_DIR = "imp_similarity_runs"
-
-_DATA_CACHE: dict[tuple[str, str | None], tuple[Any, Any]] = {}
-
-
-def _datasets(name: str, root: str | None) -> tuple[Any, Any]:
-    from pathnet.data import load_dataset
-
-    if (name, root) not in _DATA_CACHE:
-        _DATA_CACHE.clear()
-        _DATA_CACHE[(name, root)] = (
-            load_dataset(name, "train", root=root),
-            load_dataset(name, "test", root=root),
-        )
-    return _DATA_CACHE[(name, root)]
 
 
 def _float(v: Any) -> float | None:
@@ -89,7 +76,7 @@ def compute_seed(trial: GridTrial, folder: Path, root: Path, options: RunOptions
 
     p = trial.params
     seed = p["seed"]
-    train, test = _datasets(p["dataset"], options.data_root)
+    train, test = splits(p["dataset"], options.data_root)
     model = pathnet.models.build(p["model"], seed=seed)
     dag = pathnet.to_dag(model)
     rounds = imp(

@@ -1,7 +1,9 @@
-"""The sweep's lookups in pathnet's registries: data sets, selection methods, model builders.
+"""Lookups of the experiments: pathnet's registries (data sets, selection methods, model
+builders) and the data sets themselves, loaded once per process.
 
 Each is one small function, so that a change in a registry's shape is a one-line change
-here. Used by :mod:`pathnet.experiments.config` to check a sweep when it is loaded.
+here. :mod:`pathnet.experiments.config` checks a sweep with them when it is loaded; the
+compute functions of the grid definitions load their data with :func:`splits`.
 
 >>> dataset_facts("fmnist")
 ('fashion-mnist', 10)
@@ -18,7 +20,23 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["dataset_facts", "known_options", "method_function", "model_outputs"]
+__all__ = ["dataset_facts", "known_options", "method_function", "model_outputs", "splits"]
+
+_SPLITS: dict[tuple[str, str | None, bool], tuple[Any, Any]] = {}
+
+
+def splits(name: str, root: str | None = None, download: bool = False) -> tuple[Any, Any]:
+    """The train and test splits of a data set, loaded once per process (one set at a time)."""
+    from pathnet.data import load_dataset
+
+    key = (name, root, download)
+    if key not in _SPLITS:
+        _SPLITS.clear()  # one data set in memory at a time
+        _SPLITS[key] = (
+            load_dataset(name, "train", root=root, download=download),
+            load_dataset(name, "test", root=root, download=download),
+        )
+    return _SPLITS[key]
 
 
 def dataset_facts(name: str) -> tuple[str, int]:

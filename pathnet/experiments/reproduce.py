@@ -34,6 +34,7 @@ import numpy as np
 
 from pathnet._io import atomic_write_bytes, write_csv
 from pathnet.experiments.config import config_hash
+from pathnet.experiments.lookups import splits
 from pathnet.experiments.runner import (
     Grid,
     GridReport,
@@ -227,7 +228,7 @@ def _accuracy_task(params: Mapping[str, Any], data_root: str | None) -> dict[str
     from pathnet.train import fit
 
     method, density, seed = params["method"], params["density"], params["seed"]
-    train, test = _fashion_mnist(data_root)
+    train, test = splits("fashion-mnist", data_root)
     model = pathnet.models.mlp(seed=seed)
     mask = select(method, model, density, seed=seed, **params["options"])
     result = fit(model, mask, train, test, epochs=params["epochs"], seed=seed, progress=False)
@@ -417,20 +418,6 @@ def reproduce(
     for p in written:
         log(f"  {p}")
     return {"results": results, "widths": widths, "accuracy": accuracy_rows, "paths": written}
-
-
-_DATA_CACHE: dict[str | None, Any] = {}
-
-
-def _fashion_mnist(root: str | None = None) -> tuple[Any, Any]:
-    from pathnet import data as data_mod
-
-    if root not in _DATA_CACHE:
-        _DATA_CACHE[root] = (
-            data_mod.load_dataset("fashion-mnist", "train", root=root),
-            data_mod.load_dataset("fashion-mnist", "test", root=root),
-        )
-    return _DATA_CACHE[root]
 
 
 def _accuracy_available() -> str:

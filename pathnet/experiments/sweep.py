@@ -38,6 +38,7 @@ from pathnet.experiments.grid import (
     trial_dir,
     trial_state,
 )
+from pathnet.experiments.lookups import splits
 from pathnet.experiments.runner import SlurmOptions, run_grid
 
 __all__ = [
@@ -61,21 +62,9 @@ SweepReport = GridReport
 
 
 # --------------------------------------------------------------------------- one trial
-_DATA_CACHE: dict[tuple[str, str | None, bool], tuple[Any, Any]] = {}
-
-
 def _datasets(trial: Trial, data_root: str | None, download: bool) -> tuple[Any, Any]:
-    """Train and test splits of the trial's dataset, loaded once per process, subset."""
-    from pathnet.data import load_dataset
-
-    key = (trial.dataset, data_root, download)
-    if key not in _DATA_CACHE:
-        _DATA_CACHE.clear()  # one data set in memory at a time
-        _DATA_CACHE[key] = (
-            load_dataset(trial.dataset, "train", root=data_root, download=download),
-            load_dataset(trial.dataset, "test", root=data_root, download=download),
-        )
-    train, test = _DATA_CACHE[key]
+    """Train and test splits of the trial's dataset (loaded once per process), subset."""
+    train, test = splits(trial.dataset, data_root, download)
     return _subset(train, trial.train_subset, "train_subset"), _subset(
         test, trial.test_subset, "test_subset"
     )
