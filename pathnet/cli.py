@@ -1,8 +1,8 @@
 """The ``pathnet`` command line.
 
 Subcommands: ``info``, ``prune``, ``analyze``, ``train``, ``imp``, ``imp-similarity``,
-``reproduce``, ``figures``, ``sweep``, ``collect``. User mistakes print one line ``pathnet CMD: error: ...`` and exit 2,
-without a traceback.
+``reproduce``, ``figures``, ``sweep``, ``collect``. User mistakes print one line
+``pathnet CMD: error: ...`` and exit 2, without a traceback.
 """
 
 from __future__ import annotations
