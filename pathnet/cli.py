@@ -1,8 +1,8 @@
 """The ``pathnet`` command line.
 
-Subcommands: ``info``, ``prune``, ``analyze``, ``train``, ``imp``, ``reproduce``,
-``figures``. User mistakes print one line ``pathnet CMD: error: ...`` and exit 2,
-without a traceback.
+Subcommands: ``info``, ``prune``, ``analyze``, ``train``, ``imp``, ``imp-similarity``,
+``reproduce``, ``figures``, ``sweep``, ``collect``. User mistakes print one line
+``pathnet CMD: error: ...`` and exit 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -291,6 +291,7 @@ def cmd_imp_similarity(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         device=_device(args.device),
         progress=not args.quiet,
+        workers=args.workers,
     )
     overall = [r for r in rows if r["layer"] == "(all)"]
     cols = [
@@ -349,6 +350,88 @@ def cmd_figures(args: argparse.Namespace) -> int:
     )
     for p in written:
         print(f"wrote {p}")
+    return 0
+
+
+_EXPERIMENTS = "pathnet.experiments: "
+
+
+def _experiment_errors(
+    fn: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """Re-raise pathnet.experiments' user errors without the module prefix."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except (ValueError, FileNotFoundError) as exc:
+            raise type(exc)(str(exc).replace(_EXPERIMENTS, "")) from None
+
+    wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
+    return wrapped
+
+
+def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The training options given on the command line (checked by TrainConfig)."""
+    from pathnet.train.config import TrainConfig, from_namespace
+
+    config = from_namespace(args).to_dict()
+    names = TrainConfig.field_names()
+    return {k: config[k] for k in names if getattr(args, f"train_{k}", None) is not None}
+
+
+@_experiment_errors
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run (or, with ``--dry-run``, list) the trials of a sweep file."""
+    from pathnet.experiments import RunOptions, load_config, run_sweep, trial_states
+    from pathnet.experiments.sweep import report_lines, state_lines
+
+    config = load_config(args.config).override(_train_overrides(args))
+    out = Path(args.out or config.out or Path("runs") / "sweep" / Path(args.config).stem)
+    if args.dry_run:
+        print("\n".join(state_lines(trial_states(config, out), out)))
+        return 0
+    options = RunOptions(
+        data_root=args.data_root or config.data_root,
+        download=args.download,
+        device=args.device,
+        threads=args.threads,
+        progress=args.progress,
+    )
+    report = run_sweep(
+        config,
+        out,
+        executor=args.executor,
+        workers=args.workers,
+        options=options,
+        trials_per_job=args.trials_per_job,
+        timeout_min=args.timeout_min,
+        array_parallelism=args.array_parallelism,
+        slurm_partition=args.partition,
+        gpus_per_node=args.gpus_per_node,
+        cpus_per_task=args.cpus_per_task,
+        mem_gb=args.mem_gb,
+        slurm_options=_options(args.slurm_option, "--slurm-option"),
+        wait=not args.no_wait,
+    )
+    print("\n".join(report_lines(report, out)))
+    return 0 if report.ok or not report.waited else 1
+
+
+@_experiment_errors
+def cmd_collect(args: argparse.Namespace) -> int:
+    """Write a sweep's results table and accuracy figure."""
+    from pathnet.experiments.collect import collect
+
+    result = collect(
+        args.sweep_dir,
+        csv_path=args.out,
+        figure_path=args.figure,
+        title=args.title,
+        figure=not args.no_figure,
+        all_trials=args.all_trials,
+    )
+    print("\n".join(result.lines()))
     return 0
 
 
@@ -439,6 +522,113 @@ def add_ddp_arguments(parser: argparse.ArgumentParser, *, flag: bool = True) -> 
         action="store_true",
         help="BatchNorm statistics over the global batch (SyncBatchNorm)",
     )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_sweep_parsers(sub: Any) -> None:
+    """The ``sweep`` and ``collect`` subcommands."""
+    from pathnet.experiments.runner import EXECUTORS
+    from pathnet.train.config import add_arguments
+
+    p = sub.add_parser(
+        "sweep",
+        help="run a grid of prune-and-train trials (resumable; local pool, submitit or SLURM)",
+        description=(
+            "Run every trial of a sweep file (TOML; YAML with PyYAML; JSON): the product of "
+            "its [grid] lists with its [fixed] settings. Each trial is written to "
+            "OUT/trials/<method>-d<density>-s<seed>-<hash>/; finished trials are skipped and "
+            "interrupted ones resume from their last epoch, so rerunning the same command "
+            "completes a sweep. Masks are built once per mask key in OUT/masks/."
+        ),
+    )
+    p.add_argument("config", help="sweep file (.toml, .yaml/.yml with PyYAML, or .json)")
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: process pool here (default); submitit-local: submitit's local jobs; "
+        "slurm: a SLURM job array through submitit",
+    )
+    kind: Callable[[str], Any]
+    for flag, kind, default, text in (
+        ("--out", str, None, "sweep folder (default: the file's `out`, else runs/sweep/<file>)"),
+        ("--workers", _positive_int, 1, "local: worker processes (1, the default, runs in "
+         "this process); submitit-local: jobs; with several GPUs each local worker gets one"),
+        ("--threads", _positive_int, None,
+         "torch threads per trial (default: this machine's CPUs shared among the workers)"),
+        ("--device", str, "auto", "torch device of every trial: auto (default), cpu, cuda"),
+        ("--data-root", str, None, "folder holding the data sets (default: the usual search)"),
+    ):  # fmt: skip
+        p.add_argument(flag, type=kind, default=default, help=text)
+    for flag, text in (
+        ("--download", "download missing data sets"),
+        ("--progress", "a progress bar per trial"),
+        ("--dry-run", "list the trials and their state; run nothing"),
+    ):
+        p.add_argument(flag, action="store_true", help=text)
+    add_arguments(
+        p.add_argument_group("training settings (replace the sweep file's, for every trial)")
+    )
+    g = p.add_argument_group("submitit executors (submitit-local, slurm)")
+    for flag, kind, default, text in (
+        ("--timeout-min", _positive_int, 240, "time limit of one job in minutes (default "
+         "240); a timed-out SLURM job is requeued and resumes"),
+        ("--array-parallelism", _positive_int, 64, "slurm: array tasks running at once (default 64)"),
+        ("--trials-per-job", _positive_int, 1, "slurm: trials run in turn by one array task (default 1)"),
+        ("--partition", str, None, "slurm: partition"),
+        ("--gpus-per-node", int, None, "GPUs of each job"),
+        ("--cpus-per-task", int, None, "CPUs of each job"),
+        ("--mem-gb", float, None, "memory of each job, in GB"),
+    ):  # fmt: skip
+        g.add_argument(flag, type=kind, default=default, help=text)
+    g.add_argument(
+        "--no-wait", action="store_true", help="submit the jobs and return; `pathnet collect` later"
+    )
+    g.add_argument(
+        "--slurm-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="further submitit slurm_KEY parameter, repeatable: --slurm-option account=abc",
+    )
+    p.set_defaults(func=cmd_sweep)
+    _add_collect_parser(sub)
+
+
+def _add_collect_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "collect",
+        help="one CSV row per finished trial of a sweep, and its accuracy-vs-density figure",
+        description=(
+            "Read SWEEP_DIR/trials/*/result.json and write results.csv (configuration "
+            "columns and final metrics, one row per trial) and accuracy_vs_density.png "
+            "(mean and min-max over seeds, log density axis)."
+        ),
+    )
+    p.add_argument("sweep_dir", help="folder written by `pathnet sweep`")
+    for flag, text in (
+        ("--out", "CSV file (default SWEEP_DIR/results.csv)"),
+        ("--figure", "PNG file (default SWEEP_DIR/accuracy_vs_density.png)"),
+        ("--title", "figure title"),
+    ):
+        p.add_argument(flag, default=None, help=text)
+    p.add_argument("--no-figure", action="store_true", help="write the CSV only")
+    p.add_argument(
+        "--all",
+        dest="all_trials",
+        action="store_true",
+        help="every trial in SWEEP_DIR/trials, not only those of the last `pathnet sweep`",
+    )
+    p.set_defaults(func=cmd_collect)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -555,6 +745,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="figures/imp_similarity", help="output folder (IMP rounds are cached)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--workers", type=_positive_int, default=1, help="worker processes, one seed each"
+    )
     p.set_defaults(func=cmd_imp_similarity)
 
     p = sub.add_parser(
@@ -593,9 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", default="figures", help="folder of a reproduce run")
     p.set_defaults(func=cmd_figures)
 
-    from pathnet.experiments.cli import add_parsers as add_sweep_parsers
-
-    add_sweep_parsers(sub)
+    _add_sweep_parsers(sub)
     return parser
 
 
