@@ -171,3 +171,25 @@ def test_invert_magnitude_keeps_smallest() -> None:
     kept = torch.cat([low[n].ravel() for n in params])
     assert float(w[kept].max()) <= float(w[~kept].min())
     assert int((kept & torch.cat([high[n].ravel() for n in params])).sum()) == 0
+
+
+def test_invert_snip_grasp_phew() -> None:
+    import pathnet
+    from pathnet.select.baselines import grasp_scores, snip_scores
+    from pathnet.select.scoring import flatten_scores
+
+    model = pathnet.models.mlp([20, 10, 5], seed=0)
+    g = torch.Generator().manual_seed(0)
+    data = (torch.randn(20, 20, generator=g), torch.arange(20) % 5)
+    dag = pathnet.to_dag(model)
+    for method, fn, sign in (("snip", snip_scores, 1.0), ("grasp", grasp_scores, -1.0)):
+        mask = invert(method, model, 0.2, data=data)
+        scores = sign * flatten_scores(dag, fn(dag, model, data))
+        kept = torch.cat([mask[n].ravel() for n in pathnet.mask.prunable_parameters(model)])
+        assert mask.n_kept == int(0.2 * 250)
+        assert (
+            scores[kept.numpy()].max() <= scores[~kept.numpy()].min()
+        )  # kept what the method drops
+    inv = invert("phew", model, 0.2, seed=0)
+    assert inv.meta["bias"] == "inverse" and inv.n_kept == int(0.2 * 250)
+    assert inv == pathnet.select.select("phew", model, 0.2, seed=0, bias="inverse")
