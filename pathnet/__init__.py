@@ -9,7 +9,7 @@ The pipeline is model -> graph -> selection -> mask -> analysis / training:
 72
 
 The heavier sub-packages (``pathnet.train``, ``pathnet.data``, ``pathnet.figures``,
-``pathnet.experiments``) are imported on first use, so
+``pathnet.experiments``, ``pathnet.sanity``) are imported on first use, so
 ``import pathnet`` stays light and ``pathnet.train.fit`` works without importing
 ``pathnet.train`` by hand:
 
@@ -30,7 +30,7 @@ from pathnet.select.registry import METHODS
 __version__ = "0.1.0"
 
 #: Sub-packages imported lazily on attribute access.
-_LAZY = frozenset({"cli", "data", "experiments", "figures", "train"})
+_LAZY = frozenset({"cli", "data", "experiments", "figures", "sanity", "train"})
 
 __all__ = [
     "METHODS",
