@@ -529,3 +529,18 @@ def test_meta_device_models_are_refused_with_what_to_do():
     with pytest.raises(ValueError, match=r"parameter '1.weight' of MLP is on the meta device") as e:
         pathnet.to_dag(model)
     assert "to_empty(device='cpu')" in str(e.value)
+
+
+@pytest.mark.parametrize("mode", ["parametrize", "prune", "hard"])
+def test_masked_models_have_no_false_ties(mode):
+    # under a parametrization, module.weight is recomputed on each access and its
+    # address may be reused: ties are read from the stored tensors
+    model = pathnet.models.resnet20(seed=0)
+    rng = np.random.default_rng(0)
+    keep = {
+        n: rng.random(tuple(p.shape)) < 0.3 for n, p in pathnet.prunable_parameters(model).items()
+    }
+    mask = pathnet.Mask({k: torch.from_numpy(v) for k, v in keep.items()})
+    pathnet.apply_mask(model, mask, mode=mode)
+    dag = pathnet.to_dag(model)
+    assert dag.tied == {} and dag.to_mask() == mask

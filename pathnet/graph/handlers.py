@@ -92,6 +92,7 @@ class _Builder:
     )  # storage key of each weight read so far -> its (canonical) name
     tied: dict[str, str] = field(default_factory=dict)
     masks: dict[str, np.ndarray | None] = field(default_factory=dict)  # masks already applied
+    keep_alive: list[torch.Tensor] = field(default_factory=list)
 
     def new_group(self, name: str, size: int, kind: str, shape: tuple[int, ...]) -> int:
         self.groups.append({"name": name, "size": int(size), "kind": kind, "shape": shape})
@@ -198,7 +199,7 @@ def _weighted(b: _Builder, op: _Op) -> _Val:
     weight = module.weight
     assert isinstance(weight, torch.Tensor)
     existing = _existing_mask(module)
-    _note_tie(b, weight, param, existing)
+    _note_tie(b, _stored_weight(module), param, existing)
     element_mask = None if existing is None else _dense_mask(existing, values.shape, index)
     terms, start = [], 0
     for g in sources:
@@ -297,6 +298,22 @@ def _dense_mask(mask: np.ndarray, shape: tuple[int, ...], index: np.ndarray | No
     return out
 
 
+def _stored_weight(module: nn.Module) -> torch.Tensor:
+    """The tensor that stores a module's weight: under a parametrization or
+    ``torch.nn.utils.prune``, ``module.weight`` is recomputed on every access."""
+    params = getattr(module, "parametrizations", None)
+    if params is not None and "weight" in params:
+        original = params["weight"].original
+        assert isinstance(original, torch.Tensor)
+        return original
+    stored = getattr(module, "weight_orig", None)
+    if isinstance(stored, torch.Tensor):
+        return stored
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
+
+
 def _note_tie(b: _Builder, weight: torch.Tensor, param: str, mask: np.ndarray | None) -> None:
     """Record ``param`` as tied if its tensor was read before under another name."""
     storage = weight.untyped_storage().data_ptr()
@@ -320,6 +337,7 @@ def _note_tie(b: _Builder, weight: torch.Tensor, param: str, mask: np.ndarray | 
             "different view of it; only whole tied tensors (b.weight = a.weight) are supported"
         )
     b.tensors[key] = param
+    b.keep_alive.append(weight)  # its address must not be reused while tracing
 
 
 def _pass(b: _Builder, op: _Op) -> _Val:
