@@ -111,33 +111,16 @@ def select_all(
 ) -> tuple[list[Any], float]:
     """Masks of ``method`` at every density, and the seconds spent selecting.
 
-    PHEW and its random-paths ablation walk once (:func:`pathnet.select.phew.phew_nested`:
-    each mask equals a separate call); SynFlow and SynFlow-L2 prune along one
-    schedule through every density (:func:`pathnet.select.synflow.synflow_nested`);
-    random, ERK and magnitude draw or sort once
-    (:func:`pathnet.select.baselines.baseline_nested`, equal to separate calls);
-    other methods are called once per density.
+    Each method's nested form serves every density at about the cost of one call
+    (:func:`pathnet.select.registry.select_nested`): PHEW and random paths walk once
+    and random, ERK and magnitude draw or sort once (each mask equals a separate
+    call); SynFlow and SynFlow-L2 prune along one schedule through every density.
+    Methods without a nested form are called once per density.
     """
-    from pathnet.select import select
+    from pathnet.select import select_nested
 
     t = time.perf_counter()
-    if method in ("phew", "random_paths"):
-        from pathnet.select.phew import phew_nested
-
-        opts = dict(options)
-        if method == "random_paths":
-            opts["bias"] = "uniform"
-        masks = phew_nested(dag, densities, seed=seed, **opts)
-    elif method in ("synflow", "synflow_l2"):
-        from pathnet.select.synflow import synflow_nested
-
-        masks = synflow_nested(dag, densities, method=method, model=model, **options)
-    elif method in ("random", "random_global", "erk", "magnitude") and not options:
-        from pathnet.select.baselines import baseline_nested
-
-        masks = baseline_nested(method, dag, list(densities), seed=seed)
-    else:
-        masks = [select(method, dag, d, seed=seed, **options) for d in densities]
+    masks = select_nested(method, model, densities, seed=seed, dag=dag, **options)
     return masks, time.perf_counter() - t
 
 

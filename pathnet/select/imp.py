@@ -22,7 +22,7 @@ from pathnet.select.registry import register, target_count
 __all__ = ["imp_select"]
 
 
-@register("imp")
+@register("imp", needs_data=True, options=None)
 def imp_select(
     dag: LayeredDAG,
     density: float,
