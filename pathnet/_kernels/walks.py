@@ -218,21 +218,20 @@ def _unit_total(binfo, b, base, u, tot):
 
 # --------------------------------------------------------------------- steps
 @njit(cache=True)
-def _choose_block(g, u, state, base, net, dr):
+def _choose_block(g, u, state, choice, base, binfo, cand_ptr, cand, ptr, tot):
     """The block a walk at unit ``u`` of group ``g`` follows; -1 if none has an edge."""
-    binfo = net.binfo
-    c0 = dr.cand_ptr[g]
-    c1 = dr.cand_ptr[g + 1]
+    c0 = cand_ptr[g]
+    c1 = cand_ptr[g + 1]
     if c1 - c0 == 1:
-        return dr.cand[c0], state
+        return cand[c0], state
     b = -1
-    if net.choice == CHOICE_REFERENCE:
+    if choice == CHOICE_REFERENCE:
         # uniform over the weighted blocks with an edge here; identity only if nothing else
         n_param = 0
         n_ident = 0
         for c in range(c0, c1):
-            bb = dr.cand[c]
-            lo, hi = _unit_rows(binfo, bb, base, u, dr.ptr)
+            bb = cand[c]
+            lo, hi = _unit_rows(binfo, bb, base, u, ptr)
             if hi > lo:
                 if binfo[bb, KIND] == KIND_PARAM:
                     n_param += 1
@@ -247,8 +246,8 @@ def _choose_block(g, u, state, base, net, dr):
             state += _GOLDEN
             pick = min(int(_unit(state) * n_ok), n_ok - 1)
         for c in range(c0, c1):
-            bb = dr.cand[c]
-            lo, hi = _unit_rows(binfo, bb, base, u, dr.ptr)
+            bb = cand[c]
+            lo, hi = _unit_rows(binfo, bb, base, u, ptr)
             if hi > lo and binfo[bb, KIND] == want:
                 if pick == 0:
                     return bb, state
@@ -258,10 +257,10 @@ def _choose_block(g, u, state, base, net, dr):
     total = 0.0
     count = 0
     for c in range(c0, c1):
-        bb = dr.cand[c]
-        lo, hi = _unit_rows(binfo, bb, base, u, dr.ptr)
+        bb = cand[c]
+        lo, hi = _unit_rows(binfo, bb, base, u, ptr)
         if hi > lo:
-            total += _unit_total(binfo, bb, base, u, dr.tot)
+            total += _unit_total(binfo, bb, base, u, tot)
             count += hi - lo
     if count == 0:
         return -1, state
@@ -270,10 +269,10 @@ def _choose_block(g, u, state, base, net, dr):
     x = _unit(state) * (total if by_weight else count)
     acc = 0.0
     for c in range(c0, c1):
-        bb = dr.cand[c]
-        lo, hi = _unit_rows(binfo, bb, base, u, dr.ptr)
+        bb = cand[c]
+        lo, hi = _unit_rows(binfo, bb, base, u, ptr)
         if hi > lo:
-            share = _unit_total(binfo, bb, base, u, dr.tot) if by_weight else np.float64(hi - lo)
+            share = _unit_total(binfo, bb, base, u, tot) if by_weight else np.float64(hi - lo)
             if share > 0.0:
                 acc += share
                 b = bb
@@ -314,9 +313,9 @@ def _choose_row(b, u, state, base, binfo, ptr):
 
 
 @njit(cache=True)
-def _choose_edge(b, r, state, base, binfo, dr):
+def _choose_edge(b, r, state, base, binfo, cum, guide, gptr, ptr, idx):
     """Column of the edge drawn from row ``r`` of block ``b`` with its guide table; -1 if none."""
-    lo, hi = _row(binfo, b, base, r, dr.ptr)
+    lo, hi = _row(binfo, b, base, r, ptr)
     n = hi - lo
     if n <= 0:
         return -1, state
@@ -324,34 +323,33 @@ def _choose_edge(b, r, state, base, binfo, dr):
     if n > 1:
         state += _GOLDEN
         x01 = _unit(state)
-        total = np.float64(dr.cum[hi - 1])
+        total = np.float64(cum[hi - 1])
         if total > 0.0:
             x = x01 * total
             ng = (n + GUIDE_STEP - 1) // GUIDE_STEP
             if binfo[b, base + D_DENSE] == 1:
                 g0 = binfo[b, base + D_GOFF] + r * ng
             else:
-                g0 = binfo[b, base + D_GOFF] + dr.gptr[binfo[b, base + D_GPTR] + r]
-            k = lo + dr.guide[g0 + min(int(x01 * ng), ng - 1)]
-            while k > lo and dr.cum[k - 1] > x:
+                g0 = binfo[b, base + D_GOFF] + gptr[binfo[b, base + D_GPTR] + r]
+            k = lo + guide[g0 + min(int(x01 * ng), ng - 1)]
+            while k > lo and cum[k - 1] > x:
                 k -= 1
-            while k < hi - 1 and dr.cum[k] <= x:
+            while k < hi - 1 and cum[k] <= x:
                 k += 1
             pos = k - lo
         else:  # a row of zeros: uniform over the present edges
             pos = min(int(x01 * n), n - 1)
     if binfo[b, base + D_DENSE] == 1:
         return pos, state
-    return np.int64(dr.idx[binfo[b, base + D_IDX] + (lo - binfo[b, base + D_OFF]) + pos]), state
+    return np.int64(idx[binfo[b, base + D_IDX] + (lo - binfo[b, base + D_OFF]) + pos]), state
 
 
 @njit(cache=True)
-def _emit(b, jj, ii, e, state, net, out_elems, k, n):
+def _emit(b, jj, ii, e, state, binfo, ew, ep, out_elems, k, n):
     """Write to ``out_elems[k, n:]`` the element id(s) that crossing edge ``ii -> jj`` of block ``b`` selects.
 
     ``e >= 0`` is an element the edge draw already fixed (flatten blocks).
     """
-    binfo, ew, ep = net.binfo, net.ew, net.ep
     has_ep = ep.shape[0] > 0
     ne = binfo[b, N_ELEM]
     flat = (jj * binfo[b, N_IN] + ii) * ne
@@ -401,14 +399,14 @@ def _emit(b, jj, ii, e, state, net, out_elems, k, n):
 
 
 @njit(cache=True)
-def _touch_edge(g, u, state, base, binfo, dr):
+def _touch_edge(g, u, state, base, binfo, cand_ptr, cand, cum, guide, gptr, ptr):
     """Load the guide entry and the cum line the next edge draw will read (a prefetch)."""
-    if dr.cand_ptr[g + 1] - dr.cand_ptr[g] != 1:
+    if cand_ptr[g + 1] - cand_ptr[g] != 1:
         return 0.0
-    b = dr.cand[dr.cand_ptr[g]]
+    b = cand[cand_ptr[g]]
     if _flat_forward(binfo, b, base):  # the row depends on a draw still to come
         return 0.0
-    lo, hi = _row(binfo, b, base, u, dr.ptr)
+    lo, hi = _row(binfo, b, base, u, ptr)
     n = hi - lo
     if n <= 1:
         return 0.0
@@ -418,8 +416,8 @@ def _touch_edge(g, u, state, base, binfo, dr):
     if binfo[b, base + D_DENSE] == 1:
         g0 = binfo[b, base + D_GOFF] + u * ng
     else:
-        g0 = binfo[b, base + D_GOFF] + dr.gptr[binfo[b, base + D_GPTR] + u]
-    return np.float64(dr.guide[g0 + gi]) + dr.cum[lo + min(gi * GUIDE_STEP, n - 1)]
+        g0 = binfo[b, base + D_GOFF] + gptr[binfo[b, base + D_GPTR] + u]
+    return np.float64(guide[g0 + gi]) + cum[lo + min(gi * GUIDE_STEP, n - 1)]
 
 
 @njit(cache=True)
@@ -437,47 +435,25 @@ def _touch_kernel(b, u, v, forward, binfo, ew):
 
 # --------------------------------------------------------------------- walks
 @njit(cache=True)
-def _start(rows, nl, first_walk, seed, forward, net, dr, out, record, ln):
+def _start(rows, nl, first_walk, seed, g0, end, starts, group_off, out_len, out_nodes, record, ln):
     """Put walks ``first_walk + rows[:nl]`` on their start units; returns how many move."""
-    out_len, out_nodes = out[1], out[2]
-    g0 = 0 if forward else net.last_group
-    end = net.last_group if forward else 0
+    lu, lg, ls, lk, _, _, _, lstep, act = ln
     n_active = 0
     for lane in range(nl):
         w = first_walk + rows[lane]
-        ln.u[lane] = dr.starts[(w // 2) % dr.starts.shape[0]]
-        ln.g[lane] = g0
-        ln.s[lane] = walk_state(seed, w)
-        ln.n[lane] = 0
-        ln.step[lane] = 0
-        ln.act[lane] = g0 != end
+        lu[lane] = starts[(w // 2) % starts.shape[0]]
+        lg[lane] = g0
+        ls[lane] = walk_state(seed, w)
+        lk[lane] = 0
+        lstep[lane] = 0
+        act[lane] = g0 != end
         if record:
-            out_nodes[rows[lane], 0] = net.group_off[g0] + ln.u[lane]
-        if ln.act[lane]:
+            out_nodes[rows[lane], 0] = group_off[g0] + lu[lane]
+        if act[lane]:
             n_active += 1
         else:
             out_len[rows[lane]] = 0
     return n_active
-
-
-@njit(cache=True)
-def _draw(lane, base, forward, net, dr, ln):
-    """Lane ``lane``'s next block, edge and (for flatten blocks) element."""
-    binfo = net.binfo
-    u = ln.u[lane]
-    b, st = _choose_block(ln.g[lane], u, ln.s[lane], base, net, dr)
-    v = -1
-    e = -1
-    if b >= 0:
-        r, e, st = _choose_row(b, u, st, base, binfo, dr.ptr)
-        v, st = _choose_edge(b, r, st, base, binfo, dr)
-        if v >= 0 and not forward and binfo[b, FLAT] == 1:  # a flat input: channel, position
-            e = v % binfo[b, N_ELEM]
-            v = v // binfo[b, N_ELEM]
-    ln.s[lane] = st
-    ln.b[lane] = b
-    ln.v[lane] = v
-    ln.e[lane] = e
 
 
 @njit(cache=True)
@@ -487,50 +463,74 @@ def _lane_group(rows, nl, first_walk, seed, forward, net, dr, out, record, ln):
     Interleaving independent walks, with passes that first touch the memory every
     lane will read, lets the CPU overlap their cache misses; each walk still draws
     only from its own stream. ``out`` is ``(elements, lengths, nodes)`` as in
-    :func:`sample_walks`.
+    :func:`sample_walks`, ``ln`` the lanes' scratch arrays (:class:`_Lanes`).
     """
+    binfo, ew, ep, group_off, last_group, choice = net
+    cand_ptr, cand, cum, guide, gptr, ptr, idx, tot, starts = dr
     out_elems, out_len, out_nodes = out
-    binfo = net.binfo
+    lu, lg, ls, lk, lb, lv, le, lstep, act = ln
     base = DIR_BASE + D_STRIDE * (0 if forward else 1)
-    end = net.last_group if forward else 0
-    n_active = _start(rows, nl, first_walk, seed, forward, net, dr, out, record, ln)
+    g0, end = (0, last_group) if forward else (last_group, 0)
+    n_active = _start(
+        rows, nl, first_walk, seed, g0, end, starts, group_off, out_len, out_nodes, record, ln
+    )
     touch = 0.0  # loads issued early so that the lanes' cache misses overlap
     while n_active > 0:
         for lane in range(nl):  # touch every lane's next guide entry and cum line
-            if ln.act[lane]:
-                touch += _touch_edge(ln.g[lane], ln.u[lane], ln.s[lane], base, binfo, dr)
-        for lane in range(nl):  # which block and which edge
-            if ln.act[lane]:
-                _draw(lane, base, forward, net, dr, ln)
+            if act[lane]:
+                touch += _touch_edge(
+                    lg[lane], lu[lane], ls[lane], base, binfo, cand_ptr, cand, cum, guide, gptr, ptr
+                )
+        for lane in range(nl):  # which block, which row, which edge
+            if not act[lane]:
+                continue
+            u = lu[lane]
+            b, st = _choose_block(
+                lg[lane], u, ls[lane], choice, base, binfo, cand_ptr, cand, ptr, tot
+            )
+            v = -1
+            e = -1
+            if b >= 0:
+                r, e, st = _choose_row(b, u, st, base, binfo, ptr)
+                v, st = _choose_edge(b, r, st, base, binfo, cum, guide, gptr, ptr, idx)
+                if (
+                    v >= 0 and not forward and binfo[b, FLAT] == 1
+                ):  # a flat input: channel, position
+                    e = v % binfo[b, N_ELEM]
+                    v = v // binfo[b, N_ELEM]
+            ls[lane] = st
+            lb[lane] = b
+            lv[lane] = v
+            le[lane] = e
         for lane in range(nl):  # touch every lane's kernel weights
-            if ln.act[lane] and ln.v[lane] >= 0:
-                touch += _touch_kernel(ln.b[lane], ln.u[lane], ln.v[lane], forward, binfo, net.ew)
+            if act[lane] and lv[lane] >= 0:
+                touch += _touch_kernel(lb[lane], lu[lane], lv[lane], forward, binfo, ew)
         for lane in range(nl):  # which element(s), then move on
-            if not ln.act[lane]:
+            if not act[lane]:
                 continue
             k = rows[lane]
-            b = ln.b[lane]
-            v = ln.v[lane]
+            b = lb[lane]
+            v = lv[lane]
             if v < 0:
                 out_len[k] = -1
-                ln.act[lane] = False
+                act[lane] = False
                 n_active -= 1
                 continue
-            u = ln.u[lane]
+            u = lu[lane]
             if binfo[b, KIND] == KIND_PARAM:
                 jj, ii = (v, u) if forward else (u, v)
-                ln.n[lane], ln.s[lane] = _emit(
-                    b, jj, ii, ln.e[lane], ln.s[lane], net, out_elems, k, ln.n[lane]
+                lk[lane], ls[lane] = _emit(
+                    b, jj, ii, le[lane], ls[lane], binfo, ew, ep, out_elems, k, lk[lane]
                 )
             g = binfo[b, TGT] if forward else binfo[b, SRC]
-            ln.u[lane] = v
-            ln.g[lane] = g
-            ln.step[lane] += 1
+            lu[lane] = v
+            lg[lane] = g
+            lstep[lane] += 1
             if record:
-                out_nodes[k, ln.step[lane]] = net.group_off[g] + v
+                out_nodes[k, lstep[lane]] = group_off[g] + v
             if g == end:
-                out_len[k] = ln.n[lane]
-                ln.act[lane] = False
+                out_len[k] = lk[lane]
+                act[lane] = False
                 n_active -= 1
     if touch < 0.0:  # never (weights and positions are >= 0): keeps the touching loads
         out_len[rows[0]] = -1
