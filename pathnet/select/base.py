@@ -18,6 +18,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import importlib
 import math
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from pathnet._random import SeedLike
@@ -37,6 +39,7 @@ __all__ = [
     "Selector",
     "check_density",
     "resolve_density",
+    "selectable_model",
     "target_count",
 ]
 
@@ -191,3 +194,41 @@ def target_count(dag: LayeredDAG, density: float) -> int:
             f"{dag.n_present:,} are present (unmasked) in the network"
         )
     return m
+
+
+# --------------------------------------------------------------------- models
+_EXACT = (torch.float32, torch.float64)
+
+
+def selectable_model(model: nn.Module, where: str = "pathnet.select") -> nn.Module:
+    """``model`` itself, or a float64 copy of it when its weights are half precision.
+
+    Selection reads the weights' values: a model on the meta device has none (a
+    ``ValueError`` says what to do), and float16 / bfloat16 weights are scored in
+    float64 on a deep copy (the model passed in is not modified; the mask's names
+    and shapes are the same). Other non-float parameters are refused.
+
+    >>> m = torch.nn.Linear(4, 2).to(torch.bfloat16)
+    >>> selectable_model(m).weight.dtype
+    torch.float64
+    """
+    tensors = [*model.parameters(), *model.buffers()]
+    meta = [t for t in tensors if t.is_meta]
+    if meta:
+        raise ValueError(
+            f"{where}: the model's parameters are on the meta device, which holds shapes "
+            "but no values, and selection reads the weights; expected a model with real "
+            "weights: build it on CPU, or materialise it first (model.to_empty(device='cpu') "
+            "and initialise or load the weights)"
+        )
+    params = list(model.parameters())
+    odd = sorted({str(p.dtype) for p in params if not p.is_floating_point()})
+    if odd:
+        raise ValueError(
+            f"{where}: the model has parameters of dtype {', '.join(odd)}; expected "
+            "floating-point weights (float32, float64, or float16/bfloat16, which are "
+            "scored in float64)"
+        )
+    if all(p.dtype in _EXACT for p in params):
+        return model
+    return copy.deepcopy(model).to(torch.float64)

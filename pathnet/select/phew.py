@@ -145,7 +145,7 @@ def phew(
     kernel_conserved: bool = False,
     bias: str = "abs",
     skip: str = "reference",
-    flatten: str = "channel",
+    flatten: str = "position",
     max_walks: int | None = None,
     **unknown: Any,
 ) -> Mask:
@@ -198,7 +198,7 @@ def phew(
         identity edges counting 1 whatever the bias.
     flatten : {"position", "channel"}
         How walks cross a flatten edge (a Linear reading ``H*W`` positions per
-        channel, ``H*W > 1``). ``"position"`` (the authors' walk): forward from
+        channel, ``H*W > 1``). ``"position"`` (default, the authors' walk): forward from
         channel ``c``, a position ``pos`` uniformly (among those with a present
         weight), then the target ``j`` with probability proportional to the
         biased ``|W[j, c*H*W + pos]|``; backward from ``j``, the flat input
@@ -326,7 +326,7 @@ def phew_nested(
     kernel_conserved: bool = False,
     bias: str | None = None,
     skip: str = "reference",
-    flatten: str = "channel",
+    flatten: str = "position",
     max_walks: int | None = None,
 ) -> list[Mask]:
     """PHEW masks at several densities from one sequence of walks.

@@ -31,6 +31,7 @@ from pathnet.select.base import (
     Selector,
     check_density,
     resolve_density,
+    selectable_model,
     target_count,
 )
 
@@ -128,6 +129,7 @@ def _as_dag(
     if isinstance(model, LayeredDAG):
         return model, None
     if isinstance(model, nn.Module):
+        model = selectable_model(model)
         return to_dag(model, input_shape), model
     raise TypeError(
         "pathnet.select: model must be a torch.nn.Module or a LayeredDAG, "
@@ -223,7 +225,7 @@ def select_nested(
     if dag is None:
         dag, torch_model = _as_dag(model, input_shape)
     else:
-        torch_model = model if isinstance(model, nn.Module) else None
+        torch_model = selectable_model(model) if isinstance(model, nn.Module) else None
     nested = entry.nested_form()
     if nested is None:
         fn = entry.selector()

@@ -126,7 +126,7 @@ def prepare(
     bias: str = "abs",
     skip: str = "reference",
     kernel_conserved: bool = False,
-    flatten: str = "channel",
+    flatten: str = "position",
 ) -> WalkGraph:
     """Build the walk arrays of ``dag`` for one bias / skip / flatten policy (see :func:`~pathnet.select.phew.phew`).
 
@@ -240,6 +240,8 @@ class _View:
         a_src, a_tgt = alive[blk.source], alive[blk.target]
         flat = flatten_by_position and blk.kind == "linear" and blk.n_elem > 1
         values, mask = blk.values, blk.element_mask
+        if values is not None and values.dtype not in (np.float32, np.float64):
+            values = values.astype(np.float32 if values.dtype.itemsize <= 4 else np.float64)
         if flat:
             assert values is not None
             n_out = values.shape[0]
