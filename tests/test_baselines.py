@@ -288,3 +288,49 @@ def test_nested_baselines_equal_individual_calls(method):
     densities = [0.3, 0.02, 0.1]
     for d, mask in zip(densities, baseline_nested(method, dag, densities, seed=9)):
         assert mask == pathnet.select(method, dag, d, seed=9), (method, d)
+
+
+# ------------------------------------------------ half precision and meta tensors
+ALL_DATA_FREE = ["phew", "random_paths", "synflow", "synflow_l2", *DATA_FREE]
+
+
+def _options(method: str) -> dict:
+    return {"iterations": 4} if method.startswith("synflow") else {}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("net", ["mlp", "conv"])
+def test_half_precision_models_are_scored_in_float64(dtype, net):
+    """A float16/bfloat16 model selects exactly as its float64 copy does, and is left alone."""
+    model = (models.mlp([12, 8, 4], seed=0) if net == "mlp" else tiny_convnet()).to(dtype)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    wide = copy.deepcopy(model).to(torch.float64)
+    data = tiny_data(model)
+    for method in [*ALL_DATA_FREE, "snip", "grasp"]:
+        extra = {"data": data} if method in ("snip", "grasp") else _options(method)
+        mask = select(method, model, 0.3, seed=0, **extra)
+        assert mask == select(method, wide, 0.3, seed=0, **extra), method
+        assert mask.n_kept == target_count(pathnet.to_dag(wide), 0.3)
+    for k, v in model.state_dict().items():
+        assert v.dtype == before[k].dtype and torch.equal(v, before[k]), k
+    nested = pathnet.select.select_nested("phew", model, [0.1, 0.3], seed=0)
+    assert nested[1] == select("phew", wide, 0.3, seed=0)
+
+
+def test_meta_device_models_are_refused_with_what_to_do():
+    model = nn.Sequential(nn.Linear(6, 4, device="meta"), nn.ReLU(), nn.Linear(4, 2, device="meta"))
+    model.input_shape = (6,)
+    for method in [*ALL_DATA_FREE, "snip"]:
+        with pytest.raises(ValueError, match=r"pathnet\.select: .*meta device.*to_empty") as info:
+            select(method, model, 0.5, seed=0)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="meta device"):
+        pathnet.select.select_nested("random", model, [0.5], seed=0)
+
+
+def test_integer_parameters_are_refused():
+    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2))
+    model.input_shape = (6,)
+    model[0].weight = nn.Parameter(torch.ones(4, 6, dtype=torch.int64), requires_grad=False)
+    with pytest.raises(ValueError, match=r"dtype torch\.int64; expected floating-point"):
+        select("phew", model, 0.5, seed=0)

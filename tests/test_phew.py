@@ -140,7 +140,7 @@ def resnet_dag() -> LayeredDAG:
 def test_forward_steps_match_analytic_probabilities(bias):
     w_conv, w_flat = toy_weights()
     dag = toy_dag(w_conv, w_flat)
-    graph = P.prepare(dag, bias=bias)
+    graph = P.prepare(dag, bias=bias, flatten="channel")
     elems, lens, _ = P.sample_walks(graph, 0, 120_000, seed=11)
     fwd = elems[0::4]  # walks 0, 4, 8, ...: forward from input unit 0
     assert (lens[0::4] == 2).all()
@@ -169,7 +169,7 @@ def test_forward_steps_match_analytic_probabilities(bias):
 def test_backward_steps_match_analytic_probabilities(bias):
     w_conv, w_flat = toy_weights()
     dag = toy_dag(w_conv, w_flat)
-    graph = P.prepare(dag, bias=bias)
+    graph = P.prepare(dag, bias=bias, flatten="channel")
     elems, lens, _ = P.sample_walks(graph, 0, 120_000, seed=12)
     bwd = elems[1::4]  # walks 1, 5, 9, ...: backward from output unit 0
     assert (lens[1::4] == 2).all()
@@ -192,6 +192,120 @@ def test_backward_steps_match_analytic_probabilities(bias):
         * p_e[:, None, :, :]
     )
     assert chi2_pvalue(observed.ravel(), expected.ravel()) > 1e-3
+
+
+# ------------------------------------------- flatten edges walked by position
+@pytest.mark.parametrize("bias", P.BIASES)
+def test_flatten_forward_steps_pick_the_position_then_the_weight(bias):
+    """The authors' walk: position uniformly, then j by the biased |W[j, c*HW + pos]|."""
+    w_conv, w_flat = toy_weights()
+    dag = toy_dag(w_conv, w_flat)
+    graph = P.prepare(dag, bias=bias)  # flatten="position" is the default
+    elems, lens, _ = P.sample_walks(graph, 0, 120_000, seed=21)
+    fwd = elems[0::4]  # forward from input unit 0
+    assert (lens[0::4] == 2).all()
+    b0, j, i, e1 = graph.decode(fwd[:, 0])
+    b1, k, j2, e2 = graph.decode(fwd[:, 1])
+    assert (b0 == 0).all() and (b1 == 1).all() and (i == 0).all() and (j2 == j).all()
+    observed = np.zeros((3, 4, 2, 3))
+    np.add.at(observed, (j, e1, k, e2), 1)
+
+    a1, ew1 = biased(w_conv, bias)
+    _, ew2 = biased(w_flat, bias)  # single weights of the flatten edge, (k, j, pos)
+    p_j = normalise(a1[:, 0], 0)
+    p_e = normalise(ew1[:, 0, :], 1)
+    p_k = normalise(ew2, 0)  # over targets k, per (channel j, position); zeros -> uniform
+    expected = (
+        p_j[:, None, None, None]
+        * p_e[:, :, None, None]
+        * np.full(3, 1 / 3)[None, None, None, :]
+        * p_k.transpose(1, 0, 2)[:, None, :, :]
+    )
+    assert chi2_pvalue(observed.ravel(), expected.ravel()) > 1e-3
+
+
+@pytest.mark.parametrize("bias", P.BIASES)
+def test_flatten_backward_steps_pick_the_flat_input_by_weight(bias):
+    """The authors' walk: the flat input idx by the biased |W[j, idx]|, channel idx // HW."""
+    w_conv, w_flat = toy_weights()
+    dag = toy_dag(w_conv, w_flat)
+    graph = P.prepare(dag, bias=bias)
+    elems, lens, _ = P.sample_walks(graph, 0, 120_000, seed=22)
+    bwd = elems[1::4]  # backward from output unit 0
+    assert (lens[1::4] == 2).all()
+    b1, k, j, e2 = graph.decode(bwd[:, 0])
+    b0, j2, i, e1 = graph.decode(bwd[:, 1])
+    assert (b1 == 1).all() and (b0 == 0).all() and (k == 0).all() and (j2 == j).all()
+    observed = np.zeros((3, 3, 2, 4))
+    np.add.at(observed, (j, e2, i, e1), 1)
+
+    a1, ew1 = biased(w_conv, bias)
+    _, ew2 = biased(w_flat, bias)
+    p_flat = ew2[0] / ew2[0].sum()  # (channel, position) of output 0's row
+    p_i = normalise(a1, 1)
+    p_e = normalise(ew1, 2)
+    expected = p_flat[:, :, None, None] * p_i[:, None, :, None] * p_e[:, None, :, :]
+    assert chi2_pvalue(observed.ravel(), expected.ravel()) > 1e-3
+
+
+def test_flatten_walks_on_a_torch_net_follow_its_linear_weights():
+    """conv -> flatten (8 channels x 2x2) -> Linear: frequencies against the torch weight."""
+    model = small_convnet()
+    w = model[7].weight.detach().double().abs().numpy()  # (10, 32), column c * 4 + pos
+    dag = pathnet.to_dag(model)
+    graph = P.prepare(dag)
+    elems, lens, _ = P.sample_walks(graph, 0, 160_000, seed=23)
+    assert (lens == 3).all()
+    last = len(dag.blocks) - 1
+    # backward from output 0 (walks 1, 21, 41, ...: outputs round robin over 10)
+    b, k, c, pos = graph.decode(elems[1::20, 0])
+    assert (b == last).all() and (k == 0).all()
+    observed = np.bincount(c * 4 + pos, minlength=32)
+    assert chi2_pvalue(observed, w[0] / w[0].sum()) > 1e-3
+    # forward: the step out of channel 3 of the last conv, whatever walk reached it
+    fwd = elems[0::2]
+    b, k, c, pos = graph.decode(fwd[:, 2])
+    assert (b == last).all()
+    sel = c == 3
+    observed = np.zeros((4, 10))
+    np.add.at(observed, (pos[sel], k[sel]), 1)
+    cols = w[:, 12:16].T  # (pos, k)
+    expected = 0.25 * cols / cols.sum(axis=1, keepdims=True)
+    assert chi2_pvalue(observed.ravel(), expected.ravel()) > 1e-3
+
+
+def test_flatten_channel_option_keeps_the_channel_walk():
+    dag = pathnet.to_dag(small_convnet())
+    a = select("phew", dag, 0.2, seed=4)
+    b = select("phew", dag, 0.2, seed=4, flatten="channel")
+    assert a.meta["flatten"] == "position" and b.meta["flatten"] == "channel"
+    assert a.n_kept == b.n_kept and a != b
+    with pytest.raises(ValueError, match=r"pathnet\.select\.phew: flatten must be one of"):
+        select("phew", dag, 0.2, flatten="pixel")
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mlp"])
+def test_flatten_option_changes_nothing_without_a_spatial_flatten(name):
+    """H*W = 1 (ResNet20 pools to 1x1) or no flatten at all: both options, same mask."""
+    model = models.resnet20(seed=0) if name == "resnet20" else models.mlp([30, 20, 10], seed=0)
+    dag = pathnet.to_dag(model)
+    for kw in ({}, {"bias": "square", "skip": "weighted"}):
+        a = select("phew", dag, 0.05, seed=6, flatten="position", **kw)
+        assert a == select("phew", dag, 0.05, seed=6, flatten="channel", **kw)
+
+
+def test_flatten_walks_respect_an_existing_mask():
+    model = small_convnet()
+    dag = pathnet.to_dag(model)
+    keep = select("random", dag, 0.4, seed=0)
+    masked = dag.with_mask(keep)
+    for kw in ({}, {"skip": "weighted", "bias": "uniform"}):
+        mask = select("phew", masked, 0.1, seed=1, **kw)
+        assert mask.n_kept == int(0.1 * dag.n_params)
+        assert all(bool((mask[k] <= keep[k]).all()) for k in mask)
+        assert_on_complete_paths(dag, mask, identity=False)
+        nested = P.phew_nested(masked, [0.05, 0.1], seed=1, **kw)
+        assert nested[1] == mask
 
 
 def residual_dag(shortcut: str) -> LayeredDAG:
@@ -642,3 +756,13 @@ def test_nested_refuses_bad_densities():
         phew_nested(dag, [0.5, 1.5])
     with pytest.raises(ValueError, match="at least one"):
         phew_nested(dag, [])
+
+
+def test_half_precision_dag_values_walk_like_their_float32_copy():
+    w_conv, w_flat = toy_weights()
+    half = toy_dag(w_conv.astype(np.float16), w_flat.astype(np.float16))
+    wide = toy_dag(
+        w_conv.astype(np.float16).astype(np.float32), w_flat.astype(np.float16).astype(np.float32)
+    )
+    for kw in ({}, {"bias": "square", "flatten": "channel"}):
+        assert P.phew(half, 0.4, seed=2, **kw) == P.phew(wide, 0.4, seed=2, **kw)

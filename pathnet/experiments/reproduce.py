@@ -122,56 +122,11 @@ def analyze_masked(dag: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return scalar, rows
 
 
-NestedSelect = Callable[..., list[Any]]
+def nested_form(method: str) -> Callable[..., list[Any]] | None:
+    """The registered method's nested form (all densities from one run), or None."""
+    from pathnet.select.registry import get_method
 
-
-def _phew_nested(dag: Any, densities: list[float], *, seed: int, model: Any, **options: Any) -> Any:
-    from pathnet.select.phew import phew_nested
-
-    return phew_nested(dag, densities, seed=seed, **options)
-
-
-def _random_paths_nested(
-    dag: Any, densities: list[float], *, seed: int, model: Any, **options: Any
-) -> Any:
-    return _phew_nested(dag, densities, seed=seed, model=model, **{**options, "bias": "uniform"})
-
-
-def _synflow_nested(method: str) -> NestedSelect:
-    def nested(dag: Any, densities: list[float], *, seed: int, model: Any, **options: Any) -> Any:
-        from pathnet.select.synflow import synflow_nested
-
-        return synflow_nested(dag, densities, method=method, model=model, **options)
-
-    return nested
-
-
-def _baseline_nested(method: str) -> NestedSelect:
-    def nested(dag: Any, densities: list[float], *, seed: int, model: Any, **options: Any) -> Any:
-        from pathnet.select import select
-        from pathnet.select.baselines import baseline_nested
-
-        if options:  # the nested form takes none: one call per density
-            return [select(method, dag, d, seed=seed, **options) for d in densities]
-        return baseline_nested(method, dag, densities, seed=seed)
-
-    return nested
-
-
-def nested_form(method: str) -> NestedSelect | None:
-    """The registered method's nested form, ``f(dag, densities, *, seed, model, **options)``.
-
-    It returns the masks at every density from one run (or None where the method has no
-    nested form). Until :mod:`pathnet.select` records the nested form with each method,
-    this table stands in for it; the switch is this function's last line.
-    """
-    table: dict[str, NestedSelect] = {
-        "phew": _phew_nested,
-        "random_paths": _random_paths_nested,
-        **{m: _synflow_nested(m) for m in ("synflow", "synflow_l2")},
-        **{m: _baseline_nested(m) for m in ("random", "random_global", "erk", "magnitude")},
-    }
-    return table.get(method)
+    return get_method(method).nested_form()
 
 
 def select_all(
@@ -184,20 +139,16 @@ def select_all(
 ) -> tuple[list[Any], float]:
     """Masks of ``method`` at every density, and the seconds spent selecting.
 
-    Methods with a nested form (:func:`nested_form`) select once for all densities:
-    PHEW and its random-paths ablation walk once (each mask equals a separate call);
-    SynFlow and SynFlow-L2 prune along one schedule through every density; random, ERK
-    and magnitude draw or sort once (equal to separate calls). Other methods are called
-    once per density through :func:`pathnet.select.select`.
+    Each method's nested form serves every density at about the cost of one call
+    (:func:`pathnet.select.registry.select_nested`): PHEW and random paths walk once
+    and random, ERK and magnitude draw or sort once (each mask equals a separate
+    call); SynFlow and SynFlow-L2 prune along one schedule through every density.
+    Methods without a nested form are called once per density.
     """
-    from pathnet.select import select
+    from pathnet.select import select_nested
 
     t = time.perf_counter()
-    nested = nested_form(method)
-    if nested is not None:
-        masks = nested(dag, list(densities), seed=seed, model=model, **options)
-    else:
-        masks = [select(method, dag, d, seed=seed, **options) for d in densities]
+    masks = select_nested(method, model, densities, seed=seed, dag=dag, **options)
     return masks, time.perf_counter() - t
 
 

@@ -153,7 +153,7 @@ def _uniform_in_layers(dag: LayeredDAG, counts: dict[int, int], seed: SeedLike) 
 
 
 # ------------------------------------------------------------ data-free methods
-@register("random")
+@register("random", nested="pathnet.select.baselines:nested_form")
 def random_layerwise(
     dag: LayeredDAG,
     density: float,
@@ -173,7 +173,7 @@ def random_layerwise(
     return _uniform_in_layers(dag, layer_counts(dag, density), seed)
 
 
-@register("random_global")
+@register("random_global", nested="pathnet.select.baselines:nested_form")
 def random_global(
     dag: LayeredDAG,
     density: float,
@@ -190,7 +190,7 @@ def random_global(
     return mask_from_global(dag, alive[rng.permutation(alive.size)[:m]])
 
 
-@register("erk")
+@register("erk", nested="pathnet.select.baselines:nested_form")
 def erk(
     dag: LayeredDAG,
     density: float,
@@ -204,7 +204,7 @@ def erk(
     return _uniform_in_layers(dag, erk_counts(dag, density), seed)
 
 
-@register("magnitude")
+@register("magnitude", nested="pathnet.select.baselines:nested_form")
 def magnitude(
     dag: LayeredDAG,
     density: float,
@@ -340,7 +340,7 @@ def grasp_scores(
     }
 
 
-@register("snip")
+@register("snip", needs_data=True, options=("data", "train_mode"))
 def snip(
     dag: LayeredDAG,
     density: float,
@@ -358,7 +358,7 @@ def snip(
     return keep_top(dag, scores, m)
 
 
-@register("grasp")
+@register("grasp", needs_data=True, options=("data", "temperature", "train_mode"))
 def grasp(
     dag: LayeredDAG,
     density: float,
@@ -421,3 +421,17 @@ def baseline_nested(
         mask_from_global(dag, np.concatenate([perms[b][:k] for b, k in c.items()]))
         for c in per_density
     ]
+
+
+def nested_form(
+    dag: LayeredDAG,
+    densities: list[float],
+    *,
+    method: str,
+    seed: SeedLike = None,
+    model: nn.Module | None = None,
+    **unknown: Any,
+) -> list[Mask]:
+    """:func:`baseline_nested` in the registry's form (these methods take no options)."""
+    reject_unknown(method, unknown, "seed only")
+    return baseline_nested(method, dag, list(densities), seed=seed)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -29,10 +28,21 @@ from pathnet._kernels import walks as K
 from pathnet._random import SeedLike, child_seeds
 from pathnet.graph import LayeredDAG
 from pathnet.mask import Mask
+from pathnet.select.base import check_density
 from pathnet.select.registry import register
+from pathnet.select.walkgraph import (
+    BIASES,
+    FLATTENS,
+    INVERSE_EPS,
+    SKIPS,
+    WalkGraph,
+    check_choice,
+    prepare,
+)
 
 __all__ = [
     "BIASES",
+    "FLATTENS",
     "INVERSE_EPS",
     "SKIPS",
     "WalkGraph",
@@ -41,425 +51,17 @@ __all__ = [
     "prepare",
     "random_paths",
     "sample_walks",
+    "walk_mask",
 ]
 
-BIASES = ("abs", "square", "inverse", "uniform")
-SKIPS = ("reference", "weighted")
-#: Added to ``|w|`` and to an edge's L1 norm before inverting them (``bias="inverse"``);
-#: the authors' inverse-kernel code uses the same constant.
-INVERSE_EPS = 1e-5
-_BIAS_CODE = {
-    "abs": K.BIAS_ABS,
-    "square": K.BIAS_SQUARE,
-    "inverse": K.BIAS_INVERSE,
-    "uniform": K.BIAS_UNIFORM,
-}
 _CHUNK = 256  # walks per parallel work item
-# Work below these sizes runs on the calling thread: a parallel region costs a
-# thread-pool round trip, and far more when other processes keep the cores busy.
-_PARALLEL_MIN = 1 << 22  # weights of one block, for the preparation kernels
-_PARALLEL_MIN_STEPS = 1 << 17  # walks x steps, for a batch of walks
+# A batch of walks below this many walks x steps runs on the calling thread: a
+# parallel region costs a thread-pool round trip, and far more when other
+# processes keep the cores busy.
+_PARALLEL_MIN_STEPS = 1 << 17
 _DYNAMIC_CHUNKS = 4  # chunks a thread takes at a time: a slowed thread holds up little
-
-
-def _parallel(n: int) -> bool:
-    """Whether a preparation kernel over ``n`` items is worth the thread pool's round trip."""
-    return n >= _PARALLEL_MIN
-
-
 _WHERE = "pathnet.select.phew"
-
-
-@dataclass(frozen=True, eq=False)
-class _DirArrays:
-    """One walk direction's arrays (layout in :mod:`pathnet._kernels.walks`)."""
-
-    cum: np.ndarray
-    guide: np.ndarray
-    gptr: np.ndarray
-    ptr: np.ndarray
-    idx: np.ndarray
-    tot: np.ndarray
-
-
-@dataclass(frozen=True, eq=False)
-class WalkGraph:
-    """The arrays the walk kernels read; built by :func:`prepare` (layout in :mod:`pathnet._kernels.walks`).
-
-    Attributes
-    ----------
-    elem_off : numpy.ndarray
-        Per block, the global id of its first parameter element (-1 for identity).
-    n_elements : int
-        Size of the global element id space (all prunable elements).
-    n_reachable : int
-        Present elements on edges that lie on a complete input -> output path.
-    max_steps, max_elems : int
-        Most edges, and most element ids, a single walk can produce.
-    """
-
-    binfo: np.ndarray
-    fcand_ptr: np.ndarray
-    fcand: np.ndarray
-    bcand_ptr: np.ndarray
-    bcand: np.ndarray
-    fwd: _DirArrays
-    bwd: _DirArrays
-    ew: np.ndarray
-    ep: np.ndarray
-    starts_in: np.ndarray
-    starts_out: np.ndarray
-    group_off: np.ndarray
-    last_group: int
-    choice: int
-    max_steps: int
-    max_elems: int
-    elem_off: np.ndarray
-    n_elements: int
-    n_reachable: int
-    reachable: tuple[np.ndarray | None, ...]
-
-    def decode(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Global element ids -> ``(block, j, i, e)``: block index, target unit, source unit, element."""
-        ids = np.asarray(ids, dtype=np.int64)
-        offs = np.where(self.elem_off >= 0, self.elem_off, np.iinfo(np.int64).max)
-        order = np.argsort(offs, kind="stable")
-        pos = np.searchsorted(offs[order], ids, side="right") - 1
-        block = order[pos]
-        flat = ids - self.elem_off[block]
-        n_in = self.binfo[block, K.N_IN]
-        ne = self.binfo[block, K.N_ELEM]
-        edge, e = np.divmod(flat, ne)
-        j, i = np.divmod(edge, n_in)
-        return block, j, i, e
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(
-            f"{_WHERE}: {name} must be one of {', '.join(map(repr, allowed))}, got {value!r}"
-        )
-    return value
-
-
-def _alive(dag: LayeredDAG, present: list[np.ndarray | None]) -> list[np.ndarray]:
-    """Units on at least one complete input -> output path through present edges."""
-    n = len(dag.groups)
-    fwd: list[np.ndarray] = [np.ones(dag.groups[0].size, dtype=bool)]
-    for g in range(1, n):
-        acc = np.zeros(dag.groups[g].size, dtype=bool)
-        for b in dag.in_blocks(g):
-            p = present[b]
-            src = fwd[dag.blocks[b].source]
-            acc |= src if p is None else (p[:, src].any(axis=1))
-        fwd.append(acc)
-    bwd: list[np.ndarray | None] = [None] * n
-    bwd[-1] = np.ones(dag.groups[-1].size, dtype=bool)
-    for g in range(n - 2, -1, -1):
-        acc = np.zeros(dag.groups[g].size, dtype=bool)
-        for b in dag.out_blocks(g):
-            p = present[b]
-            tgt = bwd[dag.blocks[b].target]
-            assert tgt is not None
-            acc |= tgt if p is None else (p[tgt, :].any(axis=0))
-        bwd[g] = acc
-    return [f & b for f, b in zip(fwd, bwd) if b is not None]
-
-
-def _csr(present: np.ndarray, weights: np.ndarray) -> _Rows:
-    """CSR rows (indptr, int32 indices, float64 weights, guide pointers) of ``present``."""
-    rows, cols = np.nonzero(present)
-    indptr = np.zeros(present.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=present.shape[0]), out=indptr[1:])
-    w = np.ascontiguousarray(weights[rows, cols], dtype=np.float64)
-    return _Rows(indptr, cols.astype(np.int32), w, _guide_ptr(indptr))
-
-
-def _guide_ptr(indptr: np.ndarray) -> np.ndarray:
-    gptr = np.zeros_like(indptr)
-    np.cumsum(K.guide_size(np.diff(indptr)), out=gptr[1:])
-    return gptr
-
-
-@dataclass(frozen=True)
-class _Rows:
-    """A sparse block's rows in one direction."""
-
-    indptr: np.ndarray
-    idx: np.ndarray
-    weights: np.ndarray
-    gptr: np.ndarray
-
-
-def prepare(
-    dag: LayeredDAG,
-    *,
-    bias: str = "abs",
-    skip: str = "reference",
-    kernel_conserved: bool = False,
-) -> WalkGraph:
-    """Build the walk arrays of ``dag`` for one bias / skip policy (see :func:`phew`).
-
-    Raises
-    ------
-    ValueError
-        For NaN/Inf weights, an all-zero layer, or a mask that leaves no complete path.
-    """
-    _check_choice("bias", bias, BIASES)
-    _check_choice("skip", skip, SKIPS)
-    code = _BIAS_CODE[bias]
-    blocks = dag.blocks
-    n_groups = len(dag.groups)
-
-    # Present edges and live units (only masks can make edges absent or units dead).
-    present: list[np.ndarray | None] = []
-    for blk in blocks:
-        if blk.element_mask is not None:
-            present.append(np.asarray(blk.element_mask.any(axis=2)))
-        elif blk.kind == "identity":
-            present.append(np.eye(blk.n_units, dtype=bool))
-        else:
-            present.append(None)
-    masked = any(blk.element_mask is not None for blk in blocks)
-    if masked:
-        alive = _alive(dag, present)
-    else:
-        alive = [np.ones(g.size, dtype=bool) for g in dag.groups]
-    if not alive[0].any():
-        raise ValueError(
-            f"{_WHERE}: the DAG's element masks leave no complete input -> output path; "
-            "expected at least one path of present weights"
-        )
-
-    binfo = np.zeros((len(blocks), K.N_FIELDS), dtype=np.int64)
-    # First pass: offsets, and the rows of the sparse blocks.
-    sparse: dict[int, tuple[_Rows, _Rows]] = {}
-    reachable: list[np.ndarray | None] = []
-    keys = ("cum", "ptr", "idx", "tot", "guide", "gptr")
-    size = {(d, key): 0 for d in (0, 1) for key in keys}
-    ew_size = 0
-    elem_off = np.full(len(blocks), -1, dtype=np.int64)
-    n_elements = 0
-    n_reachable = 0
-    for b, blk in enumerate(blocks):
-        n_out, n_in = blk.shape
-        row = binfo[b]
-        row[K.SRC], row[K.TGT], row[K.N_OUT], row[K.N_IN] = blk.source, blk.target, n_out, n_in
-        row[K.N_ELEM] = blk.n_elem
-        row[K.EW_OFF] = -1
-        a_src, a_tgt = alive[blk.source], alive[blk.target]
-        if blk.kind == "identity":
-            row[K.KIND] = K.KIND_IDENTITY
-            row[K.ELEM_OFF] = -1
-            keep = a_src & a_tgt
-            ptr = np.zeros(n_in + 1, dtype=np.int64)
-            np.cumsum(keep, out=ptr[1:])
-            rows = _Rows(
-                ptr,
-                np.flatnonzero(keep).astype(np.int32),
-                np.ones(int(keep.sum())),
-                _guide_ptr(ptr),
-            )
-            sparse[b] = (rows, rows)
-            reachable.append(None)
-        else:
-            assert blk.values is not None
-            row[K.KIND] = K.KIND_PARAM
-            elem_off[b] = row[K.ELEM_OFF] = n_elements
-            n_elements += blk.n_params
-            if blk.n_elem > 1:
-                row[K.EW_OFF] = ew_size
-                ew_size += blk.n_params
-            row[K.CONSERVE] = int(bool(kernel_conserved) and blk.kind == "conv" and blk.n_elem > 1)
-            if blk.element_mask is None and a_src.all() and a_tgt.all():
-                reachable.append(None)
-                n_reachable += blk.n_params
-            else:
-                mask = (
-                    blk.element_mask
-                    if blk.element_mask is not None
-                    else np.ones(blk.values.shape, dtype=bool)
-                )
-                w = np.empty((n_out, n_in), dtype=np.float64)
-                pres = np.empty((n_out, n_in), dtype=np.uint8)
-                values = np.ascontiguousarray(blk.values)
-                abs_sum = K.edge_weights(
-                    values, mask, code, INVERSE_EPS, w, pres, _parallel(blk.n_params)
-                )
-                if mask.any():  # a fully masked block is fine: walks go round it
-                    _check_values(blk.param, abs_sum, values[mask])
-                live = pres.astype(bool) & a_tgt[:, None] & a_src[None, :]
-                elements = mask & live[:, :, None]
-                reachable.append(elements)
-                n_reachable += int(elements.sum())
-                sparse[b] = (_csr(live.T, w.T), _csr(live, w))
-        for d, n_rows, n_cols in ((0, n_in, n_out), (1, n_out, n_in)):
-            base = K.DIR_BASE + K.D_STRIDE * d
-            row[base + K.D_OFF] = size[d, "cum"]
-            row[base + K.D_TOT] = size[d, "tot"]
-            row[base + K.D_GOFF] = size[d, "guide"]
-            size[d, "tot"] += n_rows
-            if b in sparse:
-                r = sparse[b][d]
-                row[base + K.D_DENSE] = 0
-                row[base + K.D_PTR] = size[d, "ptr"]
-                row[base + K.D_IDX] = size[d, "idx"]
-                row[base + K.D_GPTR] = size[d, "gptr"]
-                size[d, "cum"] += r.idx.size
-                size[d, "idx"] += r.idx.size
-                size[d, "ptr"] += r.indptr.size
-                size[d, "gptr"] += r.gptr.size
-                size[d, "guide"] += int(r.gptr[-1])
-            else:
-                row[base + K.D_DENSE] = 1
-                row[base + K.D_PTR] = row[base + K.D_IDX] = row[base + K.D_GPTR] = -1
-                size[d, "cum"] += n_rows * n_cols
-                size[d, "guide"] += n_rows * K.guide_size(n_cols)
-
-    # Second pass: fill the global arrays in place.
-    arrays = {
-        d: _DirArrays(
-            cum=np.empty(size[d, "cum"], dtype=np.float32),
-            guide=np.empty(max(size[d, "guide"], 1), dtype=np.int32),
-            gptr=np.empty(max(size[d, "gptr"], 1), dtype=np.int64),
-            ptr=np.empty(max(size[d, "ptr"], 1), dtype=np.int64),
-            idx=np.empty(max(size[d, "idx"], 1), dtype=np.int32),
-            tot=np.empty(size[d, "tot"], dtype=np.float64),
-        )
-        for d in (0, 1)
-    }
-    ew = np.empty(max(ew_size, 1), dtype=np.float32)
-    ep = np.empty(ew_size if masked else 0, dtype=np.uint8)
-    for b, blk in enumerate(blocks):
-        n_out, n_in = blk.shape
-        row = binfo[b]
-        par = _parallel(max(blk.n_params, n_out * n_in))
-        ew_view = None
-        if row[K.EW_OFF] >= 0:
-            assert blk.values is not None
-            ew_view = ew[row[K.EW_OFF] : row[K.EW_OFF] + blk.n_params].reshape(blk.values.shape)
-        source = None  # (n_out, n_in, k) array the dense kernels read, with its bias
-        if b not in sparse:
-            assert blk.values is not None
-            values = np.ascontiguousarray(blk.values)
-            if ew_view is not None:  # one pass: edge weights and element weights
-                a = np.empty((n_out, n_in), dtype=np.float64)
-                abs_sum = K.kernel_weights(
-                    values, code, INVERSE_EPS, blk.kind != "conv", a, ew_view, par
-                )
-                _check_values(blk.param, abs_sum, values)
-                source = (a.reshape(n_out, n_in, 1), K.BIAS_ABS)  # a >= 0: taken as is
-            else:
-                source = (values, code)
-        elif ew_view is not None:
-            assert blk.values is not None
-            if bias == "uniform" or blk.kind != "conv":  # uniform, or a flatten edge
-                ew_view[...] = 1.0
-            elif bias == "abs":
-                np.abs(blk.values, out=ew_view)
-            elif bias == "square":
-                np.square(blk.values, out=ew_view)
-            else:
-                np.abs(blk.values, out=ew_view)
-                ew_view += INVERSE_EPS
-                np.reciprocal(ew_view, out=ew_view)
-            if blk.element_mask is not None:
-                ew_view *= blk.element_mask
-        if masked and ew_view is not None:
-            ep[row[K.EW_OFF] : row[K.EW_OFF] + blk.n_params] = (
-                1 if blk.element_mask is None else blk.element_mask.ravel()
-            )
-        for d, n_rows, n_cols in ((0, n_in, n_out), (1, n_out, n_in)):
-            arr = arrays[d]
-            base = K.DIR_BASE + K.D_STRIDE * d
-            off, toff, goff = row[base + K.D_OFF], row[base + K.D_TOT], row[base + K.D_GOFF]
-            tot = arr.tot[toff : toff + n_rows]
-            if source is None:
-                r = sparse[b][d]
-                n_edges, n_guide = r.idx.size, int(r.gptr[-1])
-                arr.ptr[row[base + K.D_PTR] : row[base + K.D_PTR] + r.indptr.size] = r.indptr
-                arr.idx[row[base + K.D_IDX] : row[base + K.D_IDX] + n_edges] = r.idx
-                arr.gptr[row[base + K.D_GPTR] : row[base + K.D_GPTR] + r.gptr.size] = r.gptr
-                K.sparse_guide(
-                    r.indptr,
-                    r.gptr,
-                    r.weights,
-                    arr.cum[off : off + n_edges],
-                    arr.guide[goff : goff + n_guide],
-                    tot,
-                    _parallel(n_edges),
-                )
-            else:
-                ng = K.guide_size(n_cols)
-                cum = arr.cum[off : off + n_rows * n_cols].reshape(n_rows, n_cols)
-                guide = arr.guide[goff : goff + n_rows * ng].reshape(n_rows, ng)
-                if d == 0:
-                    K.dense_guide_forward(source[0], source[1], INVERSE_EPS, cum, guide, tot, par)
-                else:
-                    abs_sum = K.dense_guide_backward(
-                        source[0], source[1], INVERSE_EPS, cum, guide, tot, par
-                    )
-                    if ew_view is None:  # otherwise checked with the element weights
-                        _check_values(blk.param, abs_sum, source[0])
-
-    fcand_ptr, fcand = _candidates(dag, forward=True)
-    bcand_ptr, bcand = _candidates(dag, forward=False)
-    steps = np.zeros(n_groups, dtype=np.int64)
-    elems = np.zeros(n_groups, dtype=np.int64)
-    for g in range(1, n_groups):
-        for b in dag.in_blocks(g):
-            blk = blocks[b]
-            per = 0 if blk.kind == "identity" else (blk.n_elem if binfo[b, K.CONSERVE] else 1)
-            steps[g] = max(steps[g], steps[blk.source] + 1)
-            elems[g] = max(elems[g], elems[blk.source] + per)
-    return WalkGraph(
-        binfo=binfo,
-        fcand_ptr=fcand_ptr,
-        fcand=fcand,
-        bcand_ptr=bcand_ptr,
-        bcand=bcand,
-        fwd=arrays[0],
-        bwd=arrays[1],
-        ew=ew,
-        ep=ep,
-        starts_in=np.flatnonzero(alive[0]).astype(np.int64),
-        starts_out=np.flatnonzero(alive[-1]).astype(np.int64),
-        group_off=dag.offsets,
-        last_group=n_groups - 1,
-        choice=K.CHOICE_REFERENCE if skip == "reference" else K.CHOICE_WEIGHTED,
-        max_steps=int(steps.max()),
-        max_elems=int(elems.max()),
-        elem_off=elem_off,
-        n_elements=n_elements,
-        n_reachable=n_reachable,
-        reachable=tuple(reachable),
-    )
-
-
-def _check_values(param: str | None, abs_sum: float, values: np.ndarray) -> None:
-    """Raise for NaN/Inf weights or an all-zero layer, from the sum of ``|w|`` over present weights."""
-    if not math.isfinite(abs_sum):
-        bad = int(np.count_nonzero(~np.isfinite(values)))
-        raise ValueError(
-            f"{_WHERE}: parameter {param!r} holds {bad} NaN/Inf values; expected finite weights"
-            if bad
-            else f"{_WHERE}: parameter {param!r} has weights too large to sum in float64; "
-            "expected finite, moderately sized weights"
-        )
-    if abs_sum == 0.0:
-        raise ValueError(
-            f"{_WHERE}: parameter {param!r} is all zeros (an all-zero layer passes no signal); "
-            "expected at least one non-zero weight, e.g. a freshly initialised network"
-        )
-
-
-def _candidates(dag: LayeredDAG, *, forward: bool) -> tuple[np.ndarray, np.ndarray]:
-    ptr = [0]
-    cand: list[int] = []
-    for g in range(len(dag.groups)):
-        cand.extend(dag.out_blocks(g) if forward else dag.in_blocks(g))
-        ptr.append(len(cand))
-    return np.asarray(ptr, dtype=np.int64), np.asarray(cand or [0], dtype=np.int64)
+_OPTIONS = ("kernel_conserved", "bias", "skip", "flatten", "max_walks")
 
 
 def sample_walks(
@@ -491,33 +93,10 @@ def sample_walks(
             int(first_walk),
             int(seed),
             _CHUNK,
-            graph.last_group,
-            graph.choice,
-            graph.binfo,
-            graph.fcand_ptr,
-            graph.fcand,
-            graph.bcand_ptr,
-            graph.bcand,
-            graph.fwd.cum,
-            graph.fwd.guide,
-            graph.fwd.gptr,
-            graph.fwd.ptr,
-            graph.fwd.idx,
-            graph.fwd.tot,
-            graph.bwd.cum,
-            graph.bwd.guide,
-            graph.bwd.gptr,
-            graph.bwd.ptr,
-            graph.bwd.idx,
-            graph.bwd.tot,
-            graph.ew,
-            graph.ep,
-            graph.starts_in,
-            graph.starts_out,
-            graph.group_off,
-            elems,
-            lens,
-            nodes,
+            graph.net,
+            graph.fwd,
+            graph.bwd,
+            (elems, lens, nodes),
             bool(record_nodes),
             parallel,
         )
@@ -566,6 +145,7 @@ def phew(
     kernel_conserved: bool = False,
     bias: str = "abs",
     skip: str = "reference",
+    flatten: str = "position",
     max_walks: int | None = None,
     **unknown: Any,
 ) -> Mask:
@@ -580,8 +160,7 @@ def phew(
     ``A[j, i] / sum_j' A[j', i]`` (backward: ``A[j, i] / sum_i' A[j, i']``); a
     row of zeros falls back to uniform over the present edges. Crossing a conv
     edge selects one kernel element with probability proportional to its
-    biased weight; crossing a flatten edge (a Linear reading ``H*W`` positions
-    per channel) picks the position uniformly. Walks run until exactly
+    biased weight; crossing a flatten edge follows ``flatten``. Walks run until exactly
     ``m = int(density * n_params)`` distinct weights are selected: the walk
     that reaches ``m`` keeps its elements up to that point, in walk order.
 
@@ -617,6 +196,16 @@ def phew(
         also skipped the last conv before the shortcut). ``"weighted"``: all
         out-edges (in-edges) of the unit compete in proportion to their weight,
         identity edges counting 1 whatever the bias.
+    flatten : {"position", "channel"}
+        How walks cross a flatten edge (a Linear reading ``H*W`` positions per
+        channel, ``H*W > 1``). ``"position"`` (default, the authors' walk): forward from
+        channel ``c``, a position ``pos`` uniformly (among those with a present
+        weight), then the target ``j`` with probability proportional to the
+        biased ``|W[j, c*H*W + pos]|``; backward from ``j``, the flat input
+        ``idx`` with probability proportional to the biased ``|W[j, idx]|``, which
+        fixes the channel ``idx // (H*W)``. ``"channel"``: the edge ``c -> j`` by
+        its channel-summed weight, then the position uniformly. Nets whose
+        flatten has ``H*W = 1`` (VGG16, ResNet20 on 32x32) walk the same either way.
     max_walks : int, optional
         Give up (``RuntimeError``) after this many walks; default
         ``max(10**6, 50 * m)``.
@@ -625,7 +214,7 @@ def phew(
     -------
     Mask
         ``meta`` holds ``target`` (``m``), ``walks`` (walks used), ``bias``,
-        ``skip`` and ``kernel_conserved``.
+        ``skip``, ``kernel_conserved`` and ``flatten``.
 
     Raises
     ------
@@ -664,35 +253,43 @@ def phew(
     if unknown:
         raise TypeError(
             f"{_WHERE}: unknown option{'s' if len(unknown) > 1 else ''} {sorted(unknown)}; "
-            "expected kernel_conserved, bias, skip, max_walks"
+            f"expected {', '.join(_OPTIONS)}"
         )
     if not isinstance(dag, LayeredDAG):
         raise TypeError(
             f"{_WHERE}: expected a LayeredDAG, got {type(dag).__name__}; "
             'use pathnet.select.select("phew", model, density) for a torch model'
         )
-    d = _check_density(density)
+    d = check_density(density, _WHERE)
+    graph, policy = _prepare_checked(dag, kernel_conserved, bias, skip, flatten)
+    m = _target(dag, graph, d)
+    max_walks = _max_walks(max_walks, m)
+    mask = walk_mask(dag, graph, m, seed=seed, max_walks=max_walks)
+    mask.meta.update(policy)
+    return mask
+
+
+def _prepare_checked(
+    dag: LayeredDAG, kernel_conserved: Any, bias: Any, skip: Any, flatten: Any
+) -> tuple[WalkGraph, dict[str, Any]]:
+    """Check the walk options, :func:`prepare` the graph; returns it and the options for ``meta``."""
     if not isinstance(kernel_conserved, (bool, np.bool_)):
         raise ValueError(
             f"{_WHERE}: kernel_conserved must be True or False, got {kernel_conserved!r}"
         )
-    _check_choice("bias", bias, BIASES)
-    _check_choice("skip", skip, SKIPS)
-    graph = prepare(dag, bias=bias, skip=skip, kernel_conserved=bool(kernel_conserved))
-    m = _target(dag, graph, d)
-    max_walks = _max_walks(max_walks, m)
-    mask = walk_mask(dag, graph, m, seed=seed, max_walks=max_walks)
-    mask.meta.update({"bias": bias, "skip": skip, "kernel_conserved": bool(kernel_conserved)})
-    return mask
-
-
-def _check_density(density: Any) -> float:
-    """``density`` as a float in (0, 1]; NaN, strings and bools are refused."""
-    real = isinstance(density, (int, float, np.integer, np.floating))
-    d = float(density) if real and not isinstance(density, (bool, np.bool_)) else math.nan
-    if not (0.0 < d <= 1.0):
-        raise ValueError(f"{_WHERE}: density must be in (0, 1], got {density!r}")
-    return d
+    check_choice("bias", bias, BIASES)
+    check_choice("skip", skip, SKIPS)
+    check_choice("flatten", flatten, FLATTENS)
+    policy = {
+        "bias": bias,
+        "skip": skip,
+        "kernel_conserved": bool(kernel_conserved),
+        "flatten": flatten,
+    }
+    graph = prepare(
+        dag, bias=bias, skip=skip, kernel_conserved=bool(kernel_conserved), flatten=flatten
+    )
+    return graph, policy
 
 
 def _target(dag: LayeredDAG, graph: WalkGraph, d: float) -> int:
@@ -724,9 +321,12 @@ def phew_nested(
     densities: Sequence[float],
     *,
     seed: SeedLike = None,
+    method: str = "phew",
+    model: nn.Module | None = None,
     kernel_conserved: bool = False,
-    bias: str = "abs",
+    bias: str | None = None,
     skip: str = "reference",
+    flatten: str = "position",
     max_walks: int | None = None,
 ) -> list[Mask]:
     """PHEW masks at several densities from one sequence of walks.
@@ -742,22 +342,33 @@ def phew_nested(
     dag : LayeredDAG
     densities : sequence of float
         Each in (0, 1]; any order, repeats allowed.
-    seed, kernel_conserved, bias, skip, max_walks
-        As for :func:`phew`.
+    method : {"phew", "random_paths"}
+        ``"random_paths"`` fixes ``bias="uniform"`` (as :func:`random_paths`).
+    model : ignored
+        Accepted so that the registry calls every nested form alike.
+    seed, kernel_conserved, bias, skip, flatten, max_walks
+        As for :func:`phew` (``bias`` defaults to ``"abs"``).
 
     Returns
     -------
     list of Mask
         One per density, in the order given.
+
+    Examples
+    --------
+    >>> import pathnet
+    >>> dag = pathnet.to_dag(pathnet.models.mlp([8, 6, 4], seed=0))
+    >>> low, high = phew_nested(dag, [0.1, 0.3], seed=0)
+    >>> low == phew(dag, 0.1, seed=0), high == phew(dag, 0.3, seed=0)
+    (True, True)
     """
     if not isinstance(dag, LayeredDAG):
         raise TypeError(f"{_WHERE}: expected a LayeredDAG, got {type(dag).__name__}")
-    ds = [_check_density(density) for density in densities]
+    bias = _method_bias(method, bias)
+    ds = [check_density(density, _WHERE) for density in densities]
     if not ds:
         raise ValueError(f"{_WHERE}: densities must hold at least one density")
-    _check_choice("bias", bias, BIASES)
-    _check_choice("skip", skip, SKIPS)
-    graph = prepare(dag, bias=bias, skip=skip, kernel_conserved=bool(kernel_conserved))
+    graph, policy = _prepare_checked(dag, kernel_conserved, bias, skip, flatten)
     ms = [_target(dag, graph, d) for d in ds]
     walked = [m for m in ms if m < graph.n_reachable]  # "everything" needs no walk
     ranks = np.zeros(graph.n_elements, dtype=np.int64)
@@ -779,12 +390,10 @@ def phew_nested(
                 r = ranks[off : off + blk.n_params]
                 masks[blk.param] = ((r > 0) & (r <= m)).reshape(blk.param_shape)
             mask = Mask(masks, meta={"target": m, "walks_total": walks})
+        mask.meta.update(policy)
         mask.meta.update(
             {
-                "bias": bias,
-                "skip": skip,
-                "kernel_conserved": bool(kernel_conserved),
-                "method": "phew",
+                "method": method,
                 "density": d,
                 "compression": -math.log10(d),
                 "seed": int(seed) if isinstance(seed, (int, np.integer)) else None,
@@ -792,6 +401,20 @@ def phew_nested(
         )
         out.append(mask)
     return out
+
+
+def _method_bias(method: str, bias: str | None) -> str:
+    """The bias ``method`` walks with: ``random_paths`` fixes it to uniform."""
+    if method == "phew":
+        return "abs" if bias is None else bias
+    if method != "random_paths":
+        raise ValueError(f"{_WHERE}: method must be 'phew' or 'random_paths', got {method!r}")
+    if bias is not None and bias != "uniform":
+        raise ValueError(
+            f"pathnet.select.random_paths: bias is fixed to 'uniform', got {bias!r}; "
+            'use pathnet.select.select("phew", ..., bias=...) for other biases'
+        )
+    return "uniform"
 
 
 def walk_mask(
@@ -833,28 +456,26 @@ def walk_mask(
     return Mask(masks, meta={"target": m, "walks": walks})
 
 
-register("phew")(phew)
-
-
 def random_paths(
     dag: LayeredDAG,
     density: float,
     *,
     seed: SeedLike = None,
     model: nn.Module | None = None,
+    bias: str | None = None,
     **options: Any,
 ) -> Mask:
     """PHEW with ``bias="uniform"``: random input -> output paths (the paper's ablation).
 
     Takes the options of :func:`phew` except ``bias``.
     """
-    if "bias" in options and options["bias"] != "uniform":
-        raise ValueError(
-            f"pathnet.select.random_paths: bias is fixed to 'uniform', got {options['bias']!r}; "
-            'use pathnet.select.select("phew", ..., bias=...) for other biases'
-        )
-    options["bias"] = "uniform"
-    return phew(dag, density, seed=seed, model=model, **options)
+    bias = _method_bias("random_paths", bias)
+    return phew(dag, density, seed=seed, model=model, bias=bias, **options)
 
 
-register("random_paths")(random_paths)
+register("phew", nested=phew_nested, options=_OPTIONS)(phew)
+register(
+    "random_paths",
+    nested=phew_nested,
+    options=_OPTIONS,
+)(random_paths)

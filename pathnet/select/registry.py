@@ -1,10 +1,23 @@
-"""Selection methods by name: a plain dict of name -> function, and :func:`select`."""
+"""Selection methods by name: :data:`METHODS`, a plain dict of name -> :class:`Method`.
+
+The method modules fill it at import (:func:`register`); :func:`get_method` imports
+the built-in ones on first use. :func:`select` runs one method at one density,
+:func:`select_nested` at several densities through the method's nested form.
+
+>>> import pathnet
+>>> get_method("phew").nested_form().__name__
+'phew_nested'
+>>> model = pathnet.models.mlp([8, 6, 4], seed=0)
+>>> [m.n_kept for m in select_nested("random", model, [0.5, 0.25], seed=0)]
+[36, 18]
+"""
 
 from __future__ import annotations
 
+import importlib
 import math
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from torch import nn
@@ -12,95 +25,134 @@ from torch import nn
 from pathnet._random import SeedLike
 from pathnet.graph import LayeredDAG, to_dag
 from pathnet.mask import Mask
+from pathnet.select.base import (
+    Method,
+    Nested,
+    Selector,
+    check_density,
+    resolve_density,
+    selectable_model,
+    target_count,
+)
 
-__all__ = ["METHODS", "register", "resolve_density", "select", "target_count"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "Nested",
+    "Selector",
+    "add",
+    "get_method",
+    "register",
+    "resolve_density",
+    "select",
+    "select_nested",
+    "target_count",
+]
+
+#: Registered methods, name -> :class:`Method` (a Method is callable like its function).
+METHODS: dict[str, Method] = {}
+
+#: Modules that register the built-in methods when imported. "imp" trains, so
+#: pathnet.train registers it: named here, never imported statically by pathnet.select.
+BUILTIN_MODULES = (
+    "pathnet.select.phew",
+    "pathnet.select.synflow",
+    "pathnet.select.baselines",
+    "pathnet.train.imp",
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Selector(Protocol):
-    def __call__(
-        self,
-        dag: LayeredDAG,
-        density: float,
-        *,
-        seed: SeedLike,
-        model: nn.Module | None,
-        **options: Any,
-    ) -> Mask: ...
+def register(
+    name: str,
+    *,
+    nested: Nested | str | None = None,
+    needs_data: bool = False,
+    options: Sequence[str] | None = (),
+    doc: str = "",
+) -> Callable[[F], F]:
+    """Decorator: add the function to :data:`METHODS` as ``Method(name, fn, ...)``.
 
+    The keywords are the :class:`Method` fields; ``nested`` may name a function
+    defined further down the module (``"module:function"``).
+    """
 
-METHODS: dict[str, Selector] = {}
-
-
-def register(name: str) -> Callable[[Selector], Selector]:
-    """Add a selection method to :data:`METHODS` under ``name``."""
-
-    def deco(fn: Selector) -> Selector:
-        if name in METHODS:
-            raise ValueError(f"pathnet.select: method {name!r} is registered twice")
-        METHODS[name] = fn
+    def deco(fn: F) -> F:
+        add(
+            Method(
+                name,
+                fn,
+                nested=nested,
+                needs_data=needs_data,
+                options=None if options is None else tuple(options),
+                doc=doc,
+            )
+        )
         return fn
 
     return deco
 
 
-def resolve_density(density: float | None = None, compression: float | None = None) -> float:
-    """The density from ``density`` or ``compression`` (``density = 10**-compression``).
-
-    >>> resolve_density(compression=2)
-    0.01
-    """
-    if (density is None) == (compression is None):
-        raise ValueError("pathnet.select: give exactly one of density and compression")
-    if compression is not None:
-        try:
-            if isinstance(compression, (str, bytes, bool, np.bool_)):
-                raise TypeError
-            c = float(compression)
-        except (TypeError, ValueError):
-            c = math.nan
-        if not math.isfinite(c) or c < 0:
-            raise ValueError(
-                f"pathnet.select: compression must be finite and >= 0, got {compression!r}"
-            )
-        density = 10.0**-c
-    assert density is not None
-    return _check_density(density)
+def add(method: Method) -> Method:
+    """Add ``method`` to :data:`METHODS` (a name may be registered once)."""
+    if method.name in METHODS:
+        raise ValueError(f"pathnet.select: method {method.name!r} is registered twice")
+    METHODS[method.name] = method
+    return method
 
 
-def _check_density(density: Any) -> float:
-    """``density`` as a float in (0, 1]; strings and booleans are refused, not converted."""
-    if isinstance(density, (str, bytes, bool, np.bool_)):
-        raise ValueError(f"pathnet.select: density must be a number in (0, 1], got {density!r}")
-    try:
-        d = float(density)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"pathnet.select: density must be a number in (0, 1], got {density!r}"
-        ) from None
-    if not (0.0 < d <= 1.0):  # also False for NaN
-        raise ValueError(f"pathnet.select: density must be in (0, 1], got {density!r}")
-    return d
-
-
-def target_count(dag: LayeredDAG, density: float) -> int:
-    """``int(density * prunable weights)``, the number of weights a method keeps.
-
-    Raises ``ValueError`` for a density outside (0, 1] (NaN and strings included), or
-    when the count is 0 or more than the weights present in the DAG.
-    """
-    density = _check_density(density)
-    m = int(density * dag.n_params)
-    if m < 1:
-        raise ValueError(
-            f"pathnet.select: density {density:g} of {dag.n_params:,} weights keeps none; "
-            f"the smallest usable density is {1 / dag.n_params:.3g}"
+def get_method(name: str) -> Method:
+    """The registered :class:`Method` called ``name`` (case and ``-``/``_`` insensitive)."""
+    if not isinstance(name, str):
+        raise TypeError(
+            f"pathnet.select: method must be a method name (str), got {type(name).__name__}"
         )
-    if m > dag.n_present:
+    key = name.lower().replace("-", "_")
+    if key not in METHODS:
+        _load_builtin_methods()
+    if key not in METHODS:
         raise ValueError(
-            f"pathnet.select: density {density:g} asks for {m:,} weights but only "
-            f"{dag.n_present:,} are present (unmasked) in the network"
+            f"pathnet.select: unknown method {name!r}; expected one of {sorted(METHODS)}"
         )
-    return m
+    return METHODS[key]
+
+
+def _load_builtin_methods() -> None:
+    """Import the modules that register the built-in methods."""
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def _as_dag(
+    model: nn.Module | LayeredDAG, input_shape: tuple[int, ...] | None
+) -> tuple[LayeredDAG, nn.Module | None]:
+    if isinstance(model, LayeredDAG):
+        return model, None
+    if isinstance(model, nn.Module):
+        model = selectable_model(model)
+        return to_dag(model, input_shape), model
+    raise TypeError(
+        "pathnet.select: model must be a torch.nn.Module or a LayeredDAG, "
+        f"got {type(model).__name__}"
+    )
+
+
+def _stamp(mask: Mask, key: str, d: float, seed: SeedLike, dag: LayeredDAG, options: dict) -> Mask:
+    """Record method, density, compression, seed, model and options in ``mask.meta``."""
+    mask.meta.update(
+        {
+            "method": key,
+            "density": d,
+            "compression": -math.log10(d),
+            "seed": int(seed)
+            if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
+            else mask.meta.get("seed"),
+            "model": dag.model_name,
+            "options": {k: v for k, v in options.items() if isinstance(v, (str, int, float, bool))},
+        }
+    )
+    return mask
 
 
 def select(
@@ -136,52 +188,49 @@ def select(
     -------
     Mask
         With ``meta`` recording method, density, compression, seed and options.
+
+    Examples
+    --------
+    >>> import pathnet
+    >>> select("phew", pathnet.models.mlp([8, 6, 4], seed=0), 0.25, seed=0).n_kept
+    18
     """
-    if not isinstance(method, str):
-        raise TypeError(
-            f"pathnet.select: method must be a method name (str), got {type(method).__name__}"
-        )
-    key = method.lower().replace("-", "_")
-    if key not in METHODS:
-        _load_builtin_methods()
-    if key not in METHODS:
-        raise ValueError(
-            f"pathnet.select: unknown method {method!r}; expected one of {sorted(METHODS)}"
-        )
+    entry = get_method(method)
     d = resolve_density(density, compression)
-    if isinstance(model, LayeredDAG):
-        dag, torch_model = model, None
-    elif isinstance(model, nn.Module):
-        dag, torch_model = to_dag(model, input_shape), model
+    dag, torch_model = _as_dag(model, input_shape)
+    mask = entry.selector()(dag, d, seed=seed, model=torch_model, **options)
+    return _stamp(mask, entry.name, d, seed, dag, options)
+
+
+def select_nested(
+    method: str,
+    model: nn.Module | LayeredDAG,
+    densities: Sequence[float],
+    *,
+    seed: SeedLike = None,
+    dag: LayeredDAG | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    **options: Any,
+) -> list[Mask]:
+    """Masks of ``method`` at every density, through its nested form when it has one.
+
+    PHEW and random paths walk once (each mask equals a separate :func:`select`);
+    random, ERK and magnitude draw or sort once (equal to separate calls); SynFlow
+    and SynFlow-L2 prune along one schedule through every density (see
+    :func:`pathnet.select.synflow.synflow_nested`). Other methods are called once
+    per density. ``dag``, if given, is ``to_dag(model)`` already converted; the
+    other parameters are those of :func:`select`.
+    """
+    entry = get_method(method)
+    ds = [check_density(d) for d in densities]
+    if dag is None:
+        dag, torch_model = _as_dag(model, input_shape)
     else:
-        raise TypeError(
-            f"pathnet.select: model must be a torch.nn.Module or a LayeredDAG, got {type(model).__name__}"
-        )
-    mask = METHODS[key](dag, d, seed=seed, model=torch_model, **options)
-    mask.meta.update(
-        {
-            "method": key,
-            "density": d,
-            "compression": -math.log10(d),
-            "seed": int(seed)
-            if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
-            else mask.meta.get("seed"),
-            "model": dag.model_name,
-            "options": {k: v for k, v in options.items() if isinstance(v, (str, int, float, bool))},
-        }
-    )
-    return mask
-
-
-#: Modules that register the built-in methods, imported on first need. "imp" trains, so
-#: pathnet.train registers it: named here, never imported by pathnet.select itself.
-PROVIDERS = ("pathnet.select.phew", "pathnet.select.synflow", "pathnet.select.baselines",
-             "pathnet.train.imp")  # fmt: skip
-
-
-def _load_builtin_methods() -> None:
-    """Import the modules that register the built-in methods."""
-    import importlib
-
-    for mod in PROVIDERS:
-        importlib.import_module(mod)
+        torch_model = selectable_model(model) if isinstance(model, nn.Module) else None
+    nested = entry.nested_form()
+    if nested is None:
+        fn = entry.selector()
+        masks = [fn(dag, d, seed=seed, model=torch_model, **options) for d in ds]
+    else:
+        masks = nested(dag, ds, method=entry.name, seed=seed, model=torch_model, **options)
+    return [_stamp(mask, entry.name, d, seed, dag, options) for mask, d in zip(masks, ds)]

@@ -132,7 +132,9 @@ class _Kind:
 
 
 # ----------------------------------------------------------------- public API
-@register("synflow")
+@register(
+    "synflow", nested="pathnet.select.synflow:synflow_nested", options=("iterations", "backend")
+)
 def synflow(
     dag: LayeredDAG,
     density: float,
@@ -176,7 +178,11 @@ def synflow(
     return _run(dag, density, model, _Kind.of("synflow", None), iterations, backend)
 
 
-@register("synflow_l2")
+@register(
+    "synflow_l2",
+    nested="pathnet.select.synflow:synflow_nested",
+    options=("iterations", "backend", "variant"),
+)
 def synflow_l2(
     dag: LayeredDAG,
     density: float,

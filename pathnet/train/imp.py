@@ -496,7 +496,7 @@ def _round_meta(plan: _Plan, k: int, mask: Mask) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ as a selection method
-@register("imp")
+@register("imp", needs_data=True, options=None)
 def imp_select(
     dag: LayeredDAG,
     density: float,
