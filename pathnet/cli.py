@@ -108,7 +108,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     except TypeError as exc:  # an unknown --option, or one of the wrong type
         raise UserError(str(exc)) from None
     _record_spec(mask, spec)
-    path = mask.save(args.out)
+    try:
+        path = mask.save(args.out)
+    except OSError as exc:
+        raise UserError(f"--out {args.out}: cannot write: {exc.strerror or exc}") from None
     print(mask.table())
     print(
         f"{args.method}: kept {mask.n_kept:,} of {mask.n_total:,} weights "
@@ -188,7 +191,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         if Path(args.out).is_dir():
             raise UserError(f"--out {args.out} is a folder; expected a file name")
-        atomic_write_bytes(args.out, text.encode())
+        try:
+            atomic_write_bytes(args.out, text.encode())
+        except OSError as exc:
+            raise UserError(f"--out {args.out}: cannot write: {exc.strerror or exc}") from None
         print(f"wrote {args.out}")
     else:
         sys.stdout.write(text)

@@ -503,6 +503,17 @@ def spec_from_args(args: Any) -> tuple[ModelSpec, dict[str, Any] | None]:
                 f"{num_classes} contradicts --model-arg num_classes={model_args['num_classes']}",
                 "--num-classes",
             )
+        fn = load_entry(args.model)
+        try:
+            takes = "num_classes" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            takes = True
+        if not takes:
+            raise ModelSpecError(
+                f"{args.model} takes no num_classes argument"
+                + (" (set the last of --model-arg sizes=[...])" if args.model == "mlp" else ""),
+                "--num-classes",
+            )
         model_args["num_classes"] = num_classes
     weights = getattr(args, "weights", None)
     state = load_state_dict(weights) if weights else None

@@ -376,10 +376,18 @@ def test_unreadable_mask_files(tmp_path, capsys, content):
         (["analyze", "mlp", "--seed", "x"], ["analyze", "--seed", "invalid int"]),
         (["analyze", "mlp", "--mask"], ["analyze", "--mask", "expected one argument"]),
         (["info", "mlp", "--model-arg", "sizes=[1"], ["info", "--model-arg"]),
+        (["info", "mlp", "--num-classes", "5"], ["info", "--num-classes", "sizes=[...]"]),
+        (["analyze", "mlp", "--out", "{tmp}/file/t.txt"], ["analyze", "--out", "cannot write"]),
+        (
+            ["prune", "mlp", "--density", "0.1", "--method", "random", "--out", "{tmp}/file/m.npz"],
+            ["prune", "--out", "cannot write"],
+        ),
     ],
 )
 def test_more_mistakes(tmp_path, capsys, argv, needles):
-    if argv[0] == "prune":
+    (tmp_path / "file").write_text("a file, not a folder")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    if argv[0] == "prune" and "--out" not in argv:
         argv = [*argv, "--out", tmp_path / "m.npz"]
     code, _, err = run_cli(argv, capsys)
     assert_one_line_error(code, err, needles[0], *needles[1:])
