@@ -426,3 +426,17 @@ def test_python_m_pathnet_one_line(tmp_path):
         proc.stderr
         == "pathnet info: error: MODEL: no model file 'mymodels.py' (from 'mymodels.py:net')\n"
     )
+
+
+def test_train_uses_the_mask_seed(tmp_path, capsys):
+    mask = tmp_path / "m3.npz"
+    assert run_cli(["prune", "mlp", "--density", "0.1", "--method", "random", "--seed", "3",
+                    "--out", mask], capsys)[0] == 0  # fmt: skip
+    data = write_fashion(tmp_path / "data" / "fashion-mnist", 20).parent
+    base = ["train", "mlp", "--mask", mask, "--data-root", data, "--epochs", "1",
+            "--batch-size", "10", "--device", "cpu"]  # fmt: skip
+    code, _, err = run_cli([*base, "--seed", "4", "--out", tmp_path / "r4"], capsys)
+    assert_one_line_error(code, err, "train", "--seed", "seed-3", "--seed 4")
+    assert run_cli([*base, "--out", tmp_path / "run"], capsys)[0] == 0
+    (ckpt,) = [p for p in (tmp_path / "run").iterdir() if p.suffix == ".pt"]
+    assert torch.load(ckpt, weights_only=True)["config"]["seed"] == 3
