@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow lint format bench figures clean
+.PHONY: run test test-slow lint typecheck format bench notebooks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,9 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/pathnet reproduce --out figures
 
+# The tests and every docstring example of the package (numpydoc Examples run as doctests).
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" -n 2 -q
+	$(PY) -m pytest -m "not slow" -n 2 -q --doctest-modules tests pathnet
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q
@@ -29,6 +30,9 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -1,8 +1,8 @@
 """The ``pathnet`` command line.
 
-Subcommands: ``info``, ``prune``, ``analyze``, ``train``, ``imp``, ``reproduce``,
-``figures``. User mistakes print one line ``pathnet CMD: error: ...`` and exit 2,
-without a traceback.
+Subcommands: ``info``, ``prune``, ``analyze``, ``train``, ``imp``, ``imp-similarity``,
+``reproduce``, ``figures``, ``sweep``, ``collect``. User mistakes print one line
+``pathnet CMD: error: ...`` and exit 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _density(args: argparse.Namespace) -> float:
     from pathnet.select import resolve_density
 
     try:
-        return resolve_density(args.density, args.compression)
+        return resolve_density(args.density, getattr(args, "compression", None))
     except ValueError as exc:
         raise UserError(str(exc).replace("pathnet.select: ", "")) from None
 
@@ -202,11 +202,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    if args.ddp:
-        from pathnet.train.ddp import run_ddp_from_args
+    from pathnet.train.config import from_namespace
 
-        args.seed = _model_and_mask(args)[1].seed  # the mask's recorded seed if none given
-        return run_ddp_from_args(args)
+    config = from_namespace(args)
+    if args.ddp:
+        return _run_ddp(args, config)
     if args.method is not None or args.density is not None:
         raise UserError(
             "--method/--density select the mask inside a --ddp run; without --ddp, "
@@ -230,14 +230,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         mask,
         train,
         test,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
+        config=config,
         seed=spec.seed,
         device=_device(args.device),
         out_dir=args.out,
         resume=args.resume,
-        amp=args.amp,
     )
     final = result["final"]
     print(
@@ -247,10 +244,69 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_ddp(args: argparse.Namespace, config: Any) -> int:
+    """``pathnet train --ddp``, on every process torchrun starts."""
+    import torch.distributed as dist
+
+    from pathnet.data import load_dataset
+    from pathnet.select.registry import select
+    from pathnet.train.ddp import distributed, fit_ddp
+
+    method, mask_file = args.method, args.mask
+    if method and mask_file:
+        raise UserError("give --mask or --method, not both")
+    if not method and args.density is not None:
+        raise UserError("--density needs --method")
+    density = _density(args) if method else None
+    with distributed(args.backend, args.device) as (rank, world, dev):
+        model, spec, mask = _model_and_mask(args)  # the mask's recorded seed if none given
+        mask_seed = spec.seed if args.mask_seed is None else args.mask_seed
+        if rank == 0 and args.download:  # one download, then everyone reads
+            load_dataset(args.dataset, "train", root=args.data_root, download=True)
+            load_dataset(args.dataset, "test", root=args.data_root, download=True)
+        dist.barrier()
+        train = load_dataset(args.dataset, "train", root=args.data_root)
+        test = load_dataset(args.dataset, "test", root=args.data_root)
+        shape = tuple(getattr(model, "input_shape", train.input_shape))
+        if tuple(train.input_shape) != shape:
+            raise UserError(
+                f"model {args.model} takes inputs {shape} but {args.dataset} has "
+                f"{tuple(train.input_shape)}"
+            )
+        mask_fn: Any = None
+        if mask is not None:
+            mask_fn = lambda m: _load_mask(mask_file, m)  # noqa: E731
+        elif method:
+            mask_fn = lambda m: select(method, m, density, seed=mask_seed)  # noqa: E731
+        result = fit_ddp(
+            model,
+            mask_fn,
+            train,
+            test,
+            config=config,
+            seed=spec.seed,
+            device=dev,
+            out_dir=args.out,
+            resume=args.resume,
+            sync_batchnorm=args.sync_batchnorm,
+            progress=rank == 0,
+        )
+        if rank == 0:
+            final = result.final
+            print(
+                f"{world} processes ({dev.type}): test accuracy {final['test_acc']:.4f}, train "
+                f"accuracy {final['train_acc']:.4f} after {final['epoch']} epochs; metrics in "
+                f"{args.out}"
+            )
+    return 0
+
+
 def cmd_imp(args: argparse.Namespace) -> int:
     from pathnet import data as data_mod
     from pathnet.train import imp
+    from pathnet.train.config import from_namespace
 
+    config = from_namespace(args)
     density = _density(args)
     model, spec = _model(args)
     train = data_mod.load_dataset(args.dataset, "train", root=args.data_root)
@@ -263,13 +319,13 @@ def cmd_imp(args: argparse.Namespace) -> int:
         fraction=args.fraction,
         rewind=int(args.rewind) if str(args.rewind).isdigit() else args.rewind,
         scope=args.scope,
-        epochs_per_round=args.epochs,
+        config=config,
         seed=spec.seed,
         device=_device(args.device),
         out_dir=args.out,
     )
-    for k, m in enumerate(masks):
-        print(f"round {k + 1}: density {m.density:.4%}")
+    for k, m in enumerate(masks, start=1):
+        print(f"round {k}/{len(masks)}: density {m.density:.4%}")
     final = Path(args.out) / "imp_final_mask.npz"
     _record_spec(masks[-1], spec)
     masks[-1].save(final)
@@ -292,6 +348,7 @@ def cmd_imp_similarity(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         device=_device(args.device),
         progress=not args.quiet,
+        workers=args.workers,
     )
     overall = [r for r in rows if r["layer"] == "(all)"]
     cols = [
@@ -387,6 +444,88 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+_EXPERIMENTS = "pathnet.experiments: "
+
+
+def _experiment_errors(
+    fn: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """Re-raise pathnet.experiments' user errors without the module prefix."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except (ValueError, FileNotFoundError) as exc:
+            raise type(exc)(str(exc).replace(_EXPERIMENTS, "")) from None
+
+    wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
+    return wrapped
+
+
+def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The training options given on the command line (checked by TrainConfig)."""
+    from pathnet.train.config import TrainConfig, from_namespace
+
+    config = from_namespace(args).to_dict()
+    names = TrainConfig.field_names()
+    return {k: config[k] for k in names if getattr(args, f"train_{k}", None) is not None}
+
+
+@_experiment_errors
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run (or, with ``--dry-run``, list) the trials of a sweep file."""
+    from pathnet.experiments import RunOptions, load_config, run_sweep, trial_states
+    from pathnet.experiments.sweep import report_lines, state_lines
+
+    config = load_config(args.config).override(_train_overrides(args))
+    out = Path(args.out or config.out or Path("runs") / "sweep" / Path(args.config).stem)
+    if args.dry_run:
+        print("\n".join(state_lines(trial_states(config, out), out)))
+        return 0
+    options = RunOptions(
+        data_root=args.data_root or config.data_root,
+        download=args.download,
+        device=args.device,
+        threads=args.threads,
+        progress=args.progress,
+    )
+    report = run_sweep(
+        config,
+        out,
+        executor=args.executor,
+        workers=args.workers,
+        options=options,
+        trials_per_job=args.trials_per_job,
+        timeout_min=args.timeout_min,
+        array_parallelism=args.array_parallelism,
+        slurm_partition=args.partition,
+        gpus_per_node=args.gpus_per_node,
+        cpus_per_task=args.cpus_per_task,
+        mem_gb=args.mem_gb,
+        slurm_options=_options(args.slurm_option, "--slurm-option"),
+        wait=not args.no_wait,
+    )
+    print("\n".join(report_lines(report, out)))
+    return 0 if report.ok or not report.waited else 1
+
+
+@_experiment_errors
+def cmd_collect(args: argparse.Namespace) -> int:
+    """Write a sweep's results table and accuracy figure."""
+    from pathnet.experiments.collect import collect
+
+    result = collect(
+        args.sweep_dir,
+        csv_path=args.out,
+        figure_path=args.figure,
+        title=args.title,
+        figure=not args.no_figure,
+        all_trials=args.all_trials,
+    )
+    print("\n".join(result.lines()))
+    return 0
+
+
 # ------------------------------------------------------------------- parser
 def _add_model(p: argparse.ArgumentParser) -> None:
     """MODEL and the options that say how to build it; read them with ``_model(args)`` or
@@ -447,6 +586,171 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_dataset(p: argparse.ArgumentParser, *, download: bool = False) -> None:
+    p.add_argument(
+        "--dataset", default="fashion-mnist", help="dataset name (default fashion-mnist)"
+    )
+    p.add_argument("--data-root", default=None, help="folder holding the dataset")
+    if download:
+        p.add_argument("--download", action="store_true", help="download the dataset if missing")
+
+
+def _add_train_config(
+    p: argparse.ArgumentParser, *, defaults: dict[str, Any] | None = None, **helps: str
+) -> None:
+    """The training hyper-parameters, one option per TrainConfig field."""
+    from pathnet.train.config import add_arguments
+
+    g = p.add_argument_group("training hyper-parameters")
+    add_arguments(g, defaults=defaults, help_overrides=helps)  # type: ignore[arg-type]
+    p.set_defaults(_train_defaults=dict(defaults or {}))
+
+
+def add_ddp_arguments(parser: argparse.ArgumentParser, *, flag: bool = True) -> None:
+    """Add the options of data-parallel training to a ``pathnet train`` parser.
+
+    ``flag`` adds ``--ddp`` itself (omit it where DDP is implied).
+    """
+    g = parser.add_argument_group("data-parallel training (under torchrun)")
+    if flag:
+        g.add_argument(
+            "--ddp",
+            action="store_true",
+            help="train with DistributedDataParallel over the processes torchrun starts: "
+            "torchrun --nproc-per-node N -m pathnet train MODEL --ddp ...",
+        )
+    g.add_argument(
+        "--backend",
+        choices=("auto", "nccl", "gloo"),
+        default="auto",
+        help="torch.distributed backend (default: nccl on CUDA, gloo on the CPU)",
+    )
+    g.add_argument(
+        "--method",
+        default=None,
+        help="select the mask with this method on rank 0 and broadcast it (instead of --mask)",
+    )
+    g.add_argument("--density", type=float, default=None, help="density for --method, in (0, 1]")
+    g.add_argument(
+        "--mask-seed",
+        type=int,
+        default=None,
+        help="seed of --method (default: --seed, as `pathnet prune` uses it)",
+    )
+    g.add_argument(
+        "--sync-batchnorm",
+        action="store_true",
+        help="BatchNorm statistics over the global batch (SyncBatchNorm)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_sweep_parsers(sub: Any) -> None:
+    """The ``sweep`` and ``collect`` subcommands."""
+    from pathnet.experiments.runner import EXECUTORS
+    from pathnet.train.config import add_arguments
+
+    p = sub.add_parser(
+        "sweep",
+        help="run a grid of prune-and-train trials (resumable; local pool, submitit or SLURM)",
+        description=(
+            "Run every trial of a sweep file (TOML; YAML with PyYAML; JSON): the product of "
+            "its [grid] lists with its [fixed] settings. Each trial is written to "
+            "OUT/trials/<method>-d<density>-s<seed>-<hash>/; finished trials are skipped and "
+            "interrupted ones resume from their last epoch, so rerunning the same command "
+            "completes a sweep. Masks are built once per mask key in OUT/masks/."
+        ),
+    )
+    p.add_argument("config", help="sweep file (.toml, .yaml/.yml with PyYAML, or .json)")
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: process pool here (default); submitit-local: submitit's local jobs; "
+        "slurm: a SLURM job array through submitit",
+    )
+    kind: Callable[[str], Any]
+    for flag, kind, default, text in (
+        ("--out", str, None, "sweep folder (default: the file's `out`, else runs/sweep/<file>)"),
+        ("--workers", _positive_int, 1, "local: worker processes (1, the default, runs in "
+         "this process); submitit-local: jobs; with several GPUs each local worker gets one"),
+        ("--threads", _positive_int, None,
+         "torch threads per trial (default: this machine's CPUs shared among the workers)"),
+        ("--device", str, "auto", "torch device of every trial: auto (default), cpu, cuda"),
+        ("--data-root", str, None, "folder holding the data sets (default: the usual search)"),
+    ):  # fmt: skip
+        p.add_argument(flag, type=kind, default=default, help=text)
+    for flag, text in (
+        ("--download", "download missing data sets"),
+        ("--progress", "a progress bar per trial"),
+        ("--dry-run", "list the trials and their state; run nothing"),
+    ):
+        p.add_argument(flag, action="store_true", help=text)
+    add_arguments(
+        p.add_argument_group("training settings (replace the sweep file's, for every trial)")
+    )
+    g = p.add_argument_group("submitit executors (submitit-local, slurm)")
+    for flag, kind, default, text in (
+        ("--timeout-min", _positive_int, 240, "time limit of one job in minutes (default "
+         "240); a timed-out SLURM job is requeued and resumes"),
+        ("--array-parallelism", _positive_int, 64, "slurm: array tasks running at once (default 64)"),
+        ("--trials-per-job", _positive_int, 1, "slurm: trials run in turn by one array task (default 1)"),
+        ("--partition", str, None, "slurm: partition"),
+        ("--gpus-per-node", int, None, "GPUs of each job"),
+        ("--cpus-per-task", int, None, "CPUs of each job"),
+        ("--mem-gb", float, None, "memory of each job, in GB"),
+    ):  # fmt: skip
+        g.add_argument(flag, type=kind, default=default, help=text)
+    g.add_argument(
+        "--no-wait", action="store_true", help="submit the jobs and return; `pathnet collect` later"
+    )
+    g.add_argument(
+        "--slurm-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="further submitit slurm_KEY parameter, repeatable: --slurm-option account=abc",
+    )
+    p.set_defaults(func=cmd_sweep)
+    _add_collect_parser(sub)
+
+
+def _add_collect_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "collect",
+        help="one CSV row per finished trial of a sweep, and its accuracy-vs-density figure",
+        description=(
+            "Read SWEEP_DIR/trials/*/result.json and write results.csv (configuration "
+            "columns and final metrics, one row per trial) and accuracy_vs_density.png "
+            "(mean and min-max over seeds, log density axis)."
+        ),
+    )
+    p.add_argument("sweep_dir", help="folder written by `pathnet sweep`")
+    for flag, text in (
+        ("--out", "CSV file (default SWEEP_DIR/results.csv)"),
+        ("--figure", "PNG file (default SWEEP_DIR/accuracy_vs_density.png)"),
+        ("--title", "figure title"),
+    ):
+        p.add_argument(flag, default=None, help=text)
+    p.add_argument("--no-figure", action="store_true", help="write the CSV only")
+    p.add_argument(
+        "--all",
+        dest="all_trials",
+        action="store_true",
+        help="every trial in SWEEP_DIR/trials, not only those of the last `pathnet sweep`",
+    )
+    p.set_defaults(func=cmd_collect)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line, ``PROG: error: ...``, exit status 2."""
 
@@ -503,31 +807,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a (masked) model on a dataset")
     _add_model(p)
-    p.add_argument(
-        "--dataset", default="fashion-mnist", help="dataset name (default fashion-mnist)"
-    )
-    p.add_argument("--data-root", default=None, help="folder holding the dataset")
-    p.add_argument("--download", action="store_true", help="download the dataset if missing")
+    _add_dataset(p, download=True)
     p.add_argument("--mask", default=None, help="mask file (.npz); dense if omitted")
-    p.add_argument("--epochs", type=int, default=160, help="epochs (default 160, the paper's)")
-    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
-    p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     _add_seed(p)
     _add_device(p)
-    p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     p.add_argument("--out", default="runs/train", help="folder for metrics and checkpoints")
-    p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in --out")
-    from pathnet.train.ddp import add_ddp_arguments
-
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="resume from the last checkpoint in --out (a larger --epochs extends the run)",
+    )
+    _add_train_config(p, batch_size="batch size (with --ddp: the global batch, over all ranks)")
     add_ddp_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("imp", help="iterative magnitude pruning with rewinding")
     _add_model(p)
-    p.add_argument(
-        "--dataset", default="fashion-mnist", help="dataset name (default fashion-mnist)"
-    )
-    p.add_argument("--data-root", default=None, help="folder holding the dataset")
+    _add_dataset(p)
     _add_density(p)
     p.add_argument("--fraction", type=float, default=0.2, help="pruned per round (default 0.2)")
     p.add_argument(
@@ -536,10 +832,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="'init' or an iteration number to rewind the surviving weights to",
     )
     p.add_argument("--scope", choices=("global", "layer"), default="global", help="pruning scope")
-    p.add_argument("--epochs", type=int, default=1, help="training epochs per round")
     _add_seed(p)
     _add_device(p)
     p.add_argument("--out", default="runs/imp", help="folder for the rounds (resumable)")
+    _add_train_config(p, defaults={"epochs": 1}, epochs="training epochs per round")
     p.set_defaults(func=cmd_imp)
 
     p = sub.add_parser(
@@ -571,6 +867,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="figures/imp_similarity", help="output folder (IMP rounds are cached)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--workers", type=_positive_int, default=1, help="worker processes, one seed each"
+    )
     p.set_defaults(func=cmd_imp_similarity)
 
     p = sub.add_parser(
@@ -609,9 +908,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", default="figures", help="folder of a reproduce run")
     p.set_defaults(func=cmd_figures)
 
-    from pathnet.experiments.cli import add_parsers as add_sweep_parsers
-
-    add_sweep_parsers(sub)
+    _add_sweep_parsers(sub)
     return parser
 
 

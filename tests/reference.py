@@ -197,3 +197,39 @@ def reachability_sets(graph: nx.MultiDiGraph, n_layers: int) -> tuple[set, set]:
     down = set(sources).union(*(nx.descendants(graph, s) for s in sources))
     up = set(targets).union(*(nx.ancestors(graph, t) for t in targets))
     return down, up
+
+
+# ------------------------------------------------------- converter coverage
+# Weights of layers that do not map one input unit to one slice of the weight,
+# written out one (output, input) pair at a time for :func:`layer_graph`.
+
+
+def expand_grouped(arr, groups: int):
+    """A grouped conv's ``(out, in/groups, *kernel)`` weight (or mask) as the dense
+    ``(out, in, k)`` array of every (output, input) channel pair, and which pairs
+    exist: output ``j`` reads input ``i`` iff both lie in the same group."""
+    arr = np.asarray(arr)
+    n_out, a = arr.shape[:2]
+    n_in, per = a * groups, n_out // groups
+    k = int(np.prod(arr.shape[2:], dtype=np.int64))
+    dense = np.zeros((n_out, n_in, k), dtype=arr.dtype)
+    exists = np.zeros((n_out, n_in, k), dtype=bool)
+    for j in range(n_out):
+        for i in range(n_in):
+            if i // a == j // per:
+                dense[j, i] = arr[j, i - (j // per) * a].reshape(-1)
+                exists[j, i] = True
+    return dense, exists
+
+
+def split_inputs(arr, sizes, per_unit: int = 1):
+    """A ``(out, sum(sizes) * per_unit, ...)`` weight (or mask) of a layer that reads a
+    concatenation, cut into one ``(out, size, elements)`` array per concatenated input."""
+    arr = np.asarray(arr)
+    n_out = arr.shape[0]
+    full = arr.reshape(n_out, sum(sizes), -1) if per_unit == 1 else arr.reshape(n_out, -1, per_unit)
+    out, start = [], 0
+    for s in sizes:
+        out.append(full[:, start : start + s])
+        start += s
+    return out

@@ -6,6 +6,7 @@ Nothing here reaches the network: downloads are served by a ``ThreadingHTTPServe
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -36,8 +37,10 @@ from pathnet.data import (
     normalize,
     random_crop_flip,
     read_idx,
+    registry,
     subset_per_class,
 )
+from pathnet.data.formats import tiny_imagenet
 
 # --------------------------------------------------------------------------------------
 # Fixtures and file writers.
@@ -53,7 +56,7 @@ def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "*")
-    monkeypatch.setattr(D, "SYSTEM_DATA_DIRS", [tmp_path / "system"])
+    monkeypatch.setattr(registry, "SYSTEM_DATA_DIRS", [tmp_path / "system"])
 
     real_connect = socket.socket.connect
 
@@ -131,7 +134,7 @@ def make_cifar10(folder: Path, per_batch: int = 2) -> dict:
     rows[0, 1024:] = 0
     dump(folder / "test_batch", {b"labels": [3, 1, 4], b"data": rows})
     out["test"] = (rows, [3, 1, 4])
-    names = [n.encode() for n in D._CIFAR10_CLASSES]
+    names = [n.encode() for n in registry.CIFAR10_CLASSES]
     dump(folder / "batches.meta", {b"label_names": names, b"num_vis": 3072})
     return out
 
@@ -334,7 +337,7 @@ def test_load_cifar10(tmp_path: Path) -> None:
     train = load_dataset("cifar10", "train", root=tmp_path)
     assert train.images.shape == (10, 3, 32, 32) and train.images.dtype == torch.float32
     assert train.labels.tolist() == arrays["train"][1]
-    assert train.classes == D._CIFAR10_CLASSES and train.num_classes == 10
+    assert train.classes == registry.CIFAR10_CLASSES and train.num_classes == 10
     mean = torch.tensor((0.4914, 0.4822, 0.4465)).view(1, 3, 1, 1)
     std = torch.tensor((0.2470, 0.2435, 0.2616)).view(1, 3, 1, 1)
     raw = torch.from_numpy(np.concatenate(arrays["train"][0])).view(10, 3, 32, 32)
@@ -468,12 +471,12 @@ def test_load_tiny_imagenet_and_cache(tmp_path: Path, monkeypatch: pytest.Monkey
     def no_decoding(files: object) -> None:
         raise AssertionError("the cache should have been used")
 
-    real_decode = D._decode_images
-    monkeypatch.setattr(D, "_decode_images", no_decoding)
+    real_decode = tiny_imagenet._decode_images
+    monkeypatch.setattr(tiny_imagenet, "_decode_images", no_decoding)
     again = load_dataset("tiny-imagenet", "train", root=tmp_path)
     torch.testing.assert_close(again.images, train.images)
     assert torch.equal(again.labels, train.labels)
-    monkeypatch.setattr(D, "_decode_images", real_decode)
+    monkeypatch.setattr(tiny_imagenet, "_decode_images", real_decode)
 
     # a changed folder invalidates the cache
     from PIL import Image
@@ -607,7 +610,7 @@ def test_loader_no_shuffle_no_augment_is_identity() -> None:
 
 def test_loader_augmentation_pads_with_black() -> None:
     ds = small_dataset(n=4)
-    ds = D.dataclasses.replace(ds, images=torch.full((4, 3, 32, 32), 5.0))
+    ds = dataclasses.replace(ds, images=torch.full((4, 3, 32, 32), 5.0))
     ((x, _),) = batches(loader(ds, batch_size=4, augment=True, seed=1))
     black = ds.pad_value
     values = set(x.unique().tolist())
@@ -846,7 +849,7 @@ SYSTEM_FMNIST = Path("/usr/share/datasets/fashion-mnist")
     reason="Debian package dataset-fashion-mnist not installed",
 )
 def test_real_fashion_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(D, "SYSTEM_DATA_DIRS", [SYSTEM_FMNIST.parent])
+    monkeypatch.setattr(registry, "SYSTEM_DATA_DIRS", [SYSTEM_FMNIST.parent])
     start = time.perf_counter()
     train = load_dataset("fashion-mnist", "train")
     test = load_dataset("fashion-mnist", "test")

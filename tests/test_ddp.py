@@ -13,7 +13,8 @@ import torch.multiprocessing as mp
 
 import pathnet
 from pathnet import Mask, models
-from pathnet.train.ddp import add_ddp_arguments, distributed, fit_ddp
+from pathnet.cli import add_ddp_arguments
+from pathnet.train.ddp import distributed, fit_ddp
 from pathnet.train.fit import fit
 
 WORLD = 2

@@ -130,8 +130,8 @@ def test_to_dag_does_not_modify_the_model():
 @pytest.mark.parametrize(
     ("module", "needle"),
     [
-        (nn.Conv2d(4, 4, 3, groups=2), "groups=2"),
-        (nn.Conv2d(4, 4, 3, groups=4), "groups=4"),
+        (nn.Conv3d(4, 4, 1), "Conv3d"),
+        (nn.GroupNorm(2, 4), "GroupNorm"),
         (nn.MultiheadAttention(4, 1), "MultiheadAttention"),
         (nn.LayerNorm([4, 6, 6]), "LayerNorm"),
     ],

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import pathnet
-import pathnet.select.imp  # registers "imp" without importing the other methods
+import pathnet.train.imp  # registers "imp" without importing the other methods
 from pathnet import Mask, models
 from pathnet.select.registry import select
 from pathnet.train.fit import CheckpointError, fit

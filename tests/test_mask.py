@@ -174,3 +174,225 @@ def test_remove_mask_bakes_zeros():
     assert "1.weight" in names
     assert pathnet.to_dag(model).n_params == 32
     assert torch.all(model[1].weight[~mask["1.weight"]] == 0)
+
+
+# ------------------------------------------------------------------ bias masks
+def small_convnet(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 5, 3), nn.ReLU(),
+        nn.Flatten(), nn.Linear(5 * 4 * 4, 4),
+    )  # fmt: skip
+
+
+def mask_with_dead_units(model: nn.Module, seed: int = 0) -> Mask:
+    """A random mask in which units 0 and 2 of every module keep no weight."""
+    d = dict(random_mask(model, 0.5, seed))
+    for keep in d.values():
+        keep[[0, 2]] = False
+        keep[1].view(-1)[0] = True  # unit 1 is alive everywhere
+    return Mask(d)
+
+
+def effective_biases(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The bias each masked module uses in its forward, by module path."""
+    return {
+        path: m.bias.detach().clone()
+        for path, m in model.named_modules()
+        if isinstance(m, (nn.Linear, nn.Conv2d))
+    }
+
+
+def test_bias_masks_mark_units_without_weights():
+    model = small_convnet()
+    mask = mask_with_dead_units(model)
+    got = pathnet.mask.bias_masks(model, mask)
+    assert set(got) == {"0.bias", "2.bias", "5.bias"}
+    for name, keep in mask.items():
+        want = [bool(keep[j].any()) for j in range(keep.shape[0])]  # unit j alive?
+        assert got[name.replace("weight", "bias")].tolist() == want
+        assert want[0] is False and want[1] is True
+    no_bias = nn.Sequential(nn.Linear(3, 2, bias=False))
+    assert pathnet.mask.bias_masks(no_bias, {"0.weight": torch.ones(2, 3, dtype=bool)}) == {}
+
+
+@pytest.mark.parametrize("mode", ["parametrize", "prune", "hard"])
+@pytest.mark.parametrize("mask_biases", [True, False])
+def test_dead_unit_biases_stay_zero_through_sgd(mode, mask_biases):
+    model = small_convnet()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                m.bias.uniform_(0.5, 1.0)  # no bias starts at zero
+    mask = mask_with_dead_units(model)
+    before = effective_biases(model)
+    pathnet.apply_mask(model, mask, mode=mode, mask_biases=mask_biases)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True
+    )
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 3, 6, 6, generator=g), torch.randint(0, 4, (8,), generator=g)
+    for _ in range(4):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model(x)  # prune mode recomputes module.bias in the forward pre-hook
+    after = effective_biases(model)
+    dead = pathnet.mask.bias_masks(model, mask)
+    for path, b in after.items():
+        keep = dead[f"{path}.bias"]
+        if mask_biases:
+            assert torch.all(b[~keep] == 0), path
+        else:
+            assert torch.all(b[~keep] != 0), path  # old behaviour: they train
+            assert not torch.equal(b[~keep], before[path][~keep]), path
+        assert not torch.equal(b[keep], before[path][keep]), path  # live biases train
+    if mask_biases:  # the stored parameters are zero too (decay/momentum cannot revive them)
+        for n, p in model.named_parameters():
+            if p.dim() == 1:
+                path = n.split(".")[0]
+                assert torch.all(p.detach()[~dead[f"{path}.bias"]] == 0), n
+
+
+@pytest.mark.parametrize("mode", ["parametrize", "prune", "hard"])
+def test_remove_mask_frees_biases(mode):
+    model = small_convnet()
+    mask = mask_with_dead_units(model)
+    pathnet.apply_mask(model, mask, mode=mode)
+    pathnet.remove_mask(model)
+    assert sorted(n for n, _ in model.named_parameters()) == sorted(
+        n for n, _ in small_convnet().named_parameters()
+    )
+    assert not any(hasattr(m, "_pathnet_hard_bias_mask") for m in model.modules())
+    assert model[5].bias.detach()[0] == 0  # baked in
+    x = torch.randn(2, 3, 6, 6)
+    model(x).sum().backward()
+    assert model[5].bias.grad[0] == 2  # and free again (no ReLU after the last layer)
+
+
+# ------------------------------------------------------------------ aliasing
+@pytest.mark.parametrize("mode", ["parametrize", "prune", "hard"])
+def test_apply_mask_never_shares_the_masks_tensors(mode):
+    model_a, model_b = small_convnet(), small_convnet()
+    mask = mask_with_dead_units(model_a)
+    density, kept = mask.density, {n: t.clone() for n, t in mask.items()}
+    pathnet.apply_mask(model_a, mask, mode=mode)
+    pathnet.apply_mask(model_b, mask, mode=mode)
+    # a later load_state_dict (a resume) writes every buffer, masks included, in place
+    state = model_a.state_dict()
+    for key, value in state.items():
+        if key.endswith("mask"):
+            state[key] = torch.ones_like(value)
+    model_a.load_state_dict(state)
+    for module in model_a.modules():  # in-place writes to whatever the model holds
+        for attr in ("_pathnet_hard_mask", "_pathnet_hard_bias_mask"):
+            if hasattr(module, attr):
+                getattr(module, attr)[0].fill_(True)
+    assert mask.density == density
+    assert all(torch.equal(mask[n], kept[n]) for n in mask)
+    assert pathnet.to_dag(model_b, (3, 6, 6)).to_mask() == mask  # the other model: untouched
+
+
+def test_hard_mode_reapplies_the_mask_after_load_state_dict():
+    model = small_convnet()
+    mask = mask_with_dead_units(model)
+    pathnet.apply_mask(model, mask, mode="hard")
+    state = {k: torch.ones_like(v) for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    for name, keep in mask.items():
+        w = pathnet.prunable_parameters(model)[name].detach()
+        assert torch.all(w[~keep] == 0) and torch.all(w[keep] == 1), name
+    dead = pathnet.mask.bias_masks(model, mask)
+    assert torch.all(model[0].bias.detach()[~dead["0.bias"]] == 0)
+
+
+# ------------------------------------------------------------------ tied parameters
+class TiedMLP(nn.Module):
+    """``b.weight = a.weight``: one 100x100 tensor under two names."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.a, self.b, self.out = nn.Linear(100, 100), nn.Linear(100, 100), nn.Linear(100, 3)
+        self.b.weight = self.a.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+def tied_mask(model: nn.Module, density: float, seed: int = 0) -> Mask:
+    d = dict(random_mask(model, density, seed))
+    d["b.weight"] = d["a.weight"].clone()
+    return Mask(d)
+
+
+def test_tied_groups_are_found_by_storage():
+    model = TiedMLP()
+    assert pathnet.mask.tied_groups(model) == [("a.weight", "b.weight")]
+    assert pathnet.mask.tied_groups(model, "bias") == []
+    model.b.bias = model.a.bias
+    assert pathnet.mask.tied_groups(model, "bias") == [("a.bias", "b.bias")]
+    assert pathnet.mask.tied_groups(models.mlp([4, 3, 2])) == []
+
+
+def test_unequal_masks_for_tied_weights_are_refused_naming_both():
+    model = TiedMLP()
+    differ = random_mask(model, 0.05)  # a.weight and b.weight drawn independently
+    for call in (lambda: pathnet.apply_mask(model, differ, mode="hard"),
+                 lambda: differ.check(model),
+                 lambda: Mask(differ, tied=[("a.weight", "b.weight")])):  # fmt: skip
+        with pytest.raises(ValueError, match=r"'a\.weight' and 'b\.weight' share one tensor"):
+            call()
+    assert not hasattr(model.a, "_pathnet_hard_mask")
+
+
+@pytest.mark.parametrize("mode", ["parametrize", "prune", "hard"])
+def test_tied_weights_keep_exactly_the_masks_zeros(mode):
+    model = TiedMLP()
+    mask = tied_mask(model, 0.05)
+    pathnet.apply_mask(model, mask, mode=mode)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    x, y = torch.randn(16, 100), torch.randint(0, 3, (16,))
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    keep = mask["a.weight"]
+    for module in (model.a, model.b):
+        w = module.weight.detach()
+        assert torch.equal(w != 0, keep), mode  # every kept weight alive, every other zero
+    stored = pathnet.mask.core.stored_tensor(model.a, "weight")
+    assert stored is pathnet.mask.core.stored_tensor(model.b, "weight")  # still tied
+    assert torch.equal(stored.detach() != 0, keep)
+    from_model = Mask.from_model(model)
+    assert from_model == mask and from_model.tied == (("a.weight", "b.weight"),)
+    assert from_model.n_total == 10_000 + 300  # the shared tensor counted once
+    assert from_model.density == pytest.approx((int(keep.sum()) + int(mask["out.weight"].sum())) / 10_300)  # fmt: skip
+
+
+def test_tied_masks_count_once_and_survive_files(tmp_path):
+    model = TiedMLP()
+    plain = tied_mask(model, 0.3)
+    assert plain.n_total == 20_300  # without ties every name counts
+    for suffix in ("npz", "pt"):
+        path = plain.save(tmp_path / f"m.{suffix}")
+        loaded = Mask.load(path, model=model)
+        assert loaded == plain and loaded.tied == (("a.weight", "b.weight"),)
+        assert loaded.n_total == 10_300
+    tied = Mask(plain, tied=[("a.weight", "b.weight")])
+    assert Mask.load(tied.save(tmp_path / "t.npz")).tied == tied.tied  # kept in .npz
+
+
+def test_shared_bias_is_kept_where_any_unit_lives():
+    model = TiedMLP()
+    model.b.weight = nn.Parameter(model.a.weight.detach().clone())  # untie the weights
+    model.b.bias = model.a.bias  # but share the bias
+    d = dict(random_mask(model, 0.5))
+    d["a.weight"][:3] = False  # units 0-2 dead in a
+    d["b.weight"][:2] = False  # units 0-1 dead in b
+    d["b.weight"][2] = True
+    bias = pathnet.mask.bias_masks(model, Mask(d))
+    assert bias["a.bias"][:3].tolist() == [False, False, True] and bool(bias["a.bias"][3:].all())
+    assert torch.equal(bias["a.bias"], bias["b.bias"])
+    pathnet.apply_mask(model, Mask(d), mode="hard")
+    assert model.a.bias[:3].tolist() == [0.0, 0.0, model.b.bias[2].item()] != [0.0, 0.0, 0.0]

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from pathnet.cli import _add_sweep_parsers as add_parsers
+from pathnet.cli import main as sweep_main
 from pathnet.experiments import SweepConfig, Trial, collect, load_config, run_sweep
-from pathnet.experiments.cli import add_parsers
-from pathnet.experiments.cli import main as sweep_main
-from pathnet.experiments.run import trial_states
+from pathnet.experiments.sweep import trial_states
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -304,7 +304,7 @@ def test_killed_sweep_resumes_without_redoing_finished_trials(tmp_path: Path) ->
         tmp_path / "s.toml", epochs=3, train_subset=3000, methods=[method], densities=(0.1, 0.05)
     )
     sweep_dir = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "pathnet.experiments.cli", "sweep", str(cfg_path), "--out",
+    cmd = [sys.executable, "-m", "pathnet.cli", "sweep", str(cfg_path), "--out",
            str(sweep_dir), "--threads", "1"]  # fmt: skip
     proc = subprocess.Popen(
         cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

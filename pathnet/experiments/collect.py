@@ -12,9 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from pathnet.experiments.config import TRIAL_KEYS, canonical_json
-from pathnet.experiments.run import RESULT_FILE, SWEEP_FILE, TRIALS_DIR, read_result
+from pathnet.experiments.grid import RESULT_FILE, SWEEP_FILE, TRIALS_DIR, collect_rows
+from pathnet.train.config import TrainConfig
 
-__all__ = ["METRIC_COLUMNS", "CollectResult", "collect", "summary_rows", "trial_rows"]
+__all__ = [
+    "METRIC_COLUMNS",
+    "CollectResult",
+    "collect",
+    "result_row",
+    "summary_rows",
+    "trial_rows",
+]
 
 _PREFIX = "pathnet.experiments"
 
@@ -53,8 +61,9 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _row(doc: Mapping[str, Any]) -> dict[str, Any]:
-    config = doc.get("config") or {}
+def result_row(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """One finished trial's row: its settings (defaults filled in) and final metrics."""
+    config = {**TrainConfig().to_dict(), **(doc.get("config") or {})}
     final = doc.get("final") or {}
     mask = doc.get("mask") or {}
     history = doc.get("history") or []
@@ -106,13 +115,8 @@ def trial_rows(
         if plan is not None
         else sorted(p.parent.name for p in (root / TRIALS_DIR).glob(f"*/{RESULT_FILE}"))
     )
-    rows, missing = [], []
-    for name in names:
-        doc = read_result(root / TRIALS_DIR / name)
-        if doc is None:
-            missing.append(name)
-        else:
-            rows.append(_row(doc))
+    tables, missing = collect_rows(root, names, lambda doc: {"results": [result_row(doc)]})
+    rows = tables.get("results", [])
     rows.sort(
         key=lambda r: (
             r["model"],
@@ -171,6 +175,22 @@ class CollectResult:
     csv: Path | None = None
     figure: Path | None = None
     summary: list[dict[str, Any]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """What ``pathnet collect`` prints: the summary table and the files written."""
+        from pathnet._text import format_table
+
+        cols = ["setting", "method", "density %", "runs", "mean", "min", "max"]
+        out = [format_table(self.summary, cols), f"wrote {self.csv} ({len(self.rows)} trials)"]
+        if self.figure is not None:
+            out.append(f"wrote {self.figure}")
+        if self.missing:
+            out.append(
+                f"pathnet collect: {len(self.missing)} trial(s) of the sweep have not finished: "
+                + ", ".join(self.missing[:5])
+                + (" ..." if len(self.missing) > 5 else "")
+            )
+        return out
 
 
 def collect(

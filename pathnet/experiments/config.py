@@ -36,18 +36,33 @@ training seed share one mask, built once (:meth:`Trial.mask_key`). Sweeping ``se
 fixed ``init_seed`` and ``mask_seed`` therefore measures training noise on one subnetwork;
 sweep ``init_seed`` or ``mask_seed`` as well to include the variation between masks.
 
+Training settings
+-----------------
+``epochs``, ``batch_size``, ``lr``, ... are the fields of
+:class:`pathnet.train.config.TrainConfig` (declared there once, validated there); a trial
+holds them as its ``train`` config.
+
+Validation
+----------
+Everything is checked when the file is loaded, before any trial runs: keys must be
+strings and appear once (JSON and YAML duplicates are refused by name; TOML refuses
+them itself), numbers finite, methods and models registered, method and model options
+known to the method or model builder, and subsets large enough to keep one sample of
+each class.
+
 Identity
 --------
 Every setting is resolved (defaults filled in, types normalised, dataset aliases made
 canonical) before the trial's canonical JSON (sorted keys, no spaces) is hashed with
 SHA-256; the first 12 hex digits name its folder, ``trials/<method>-d<density>-s<seed>-<hash>``.
 A trial is a pure function of that configuration; where the sweep runs (``data_root``,
-device, executor) is not part of it.
+device, executor) is not part of it. Training settings added to ``TrainConfig`` after
+the first sweep format (today ``eval_batch_size``) enter the hash only when set away
+from their default, so existing sweep folders keep their trial names.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -56,14 +71,15 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from pathnet.mask import MaskMode
+from pathnet.experiments.lookups import dataset_facts, known_options, method_function, model_outputs
+from pathnet.train.config import TrainConfig
 
 __all__ = [
     "DATA_METHODS",
     "DENSE",
+    "MAX_TRIALS",
     "TRIAL_KEYS",
     "SweepConfig",
     "Trial",
@@ -80,7 +96,18 @@ DENSE = "dense"
 #: Methods whose mask depends on training data (its dataset enters their mask key).
 DATA_METHODS = frozenset({"snip", "grasp"})
 
+#: The most trials one sweep file may describe (a guard against runaway grids).
+MAX_TRIALS = 10_000
+
 _HASH_CHARS = 12
+
+# Training settings a trial's identity always holds (the first sweep format's); later
+# TrainConfig fields enter it only when set away from their default.
+_V1_TRAIN = frozenset(
+    ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "milestones",
+     "gamma", "mask_mode", "augment", "amp")
+)  # fmt: skip
+_TRAIN_DEFAULTS = TrainConfig().to_dict()
 
 
 def canonical_json(obj: Any) -> str:
@@ -111,19 +138,10 @@ def _int(name: str, v: Any, minimum: int) -> int:
     return int(v)
 
 
-def _float(name: str, v: Any, *, positive: bool = False, nonneg: bool = False) -> float:
+def _float(name: str, v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise ValueError(f"{_PREFIX}: {name} must be a finite number, got {v!r}")
-    if (positive and v <= 0) or (nonneg and v < 0):
-        kind = "positive" if positive else ">= 0"
-        raise ValueError(f"{_PREFIX}: {name} must be {kind}, got {v!r}")
     return float(v)
-
-
-def _bool(name: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError(f"{_PREFIX}: {name} must be true or false, got {v!r}")
-    return v
 
 
 def _str(name: str, v: Any) -> str:
@@ -132,20 +150,45 @@ def _str(name: str, v: Any) -> str:
     return v
 
 
+def _plain(name: str, x: Any) -> None:
+    """``x`` a string, boolean, finite number or a list of them (an option's value)."""
+    items = x if isinstance(x, list) else [x]
+    if not isinstance(x, (str, int, float, bool, list)) or not all(
+        isinstance(e, (str, int, float, bool)) for e in items
+    ):
+        raise ValueError(
+            f"{_PREFIX}: {name} must be a string, number, boolean or a list of them, got {x!r}"
+        )
+    if any(isinstance(e, float) and not math.isfinite(e) for e in items):
+        raise ValueError(f"{_PREFIX}: {name} must be finite, got {x!r}")
+
+
 def _options(name: str, v: Any) -> dict[str, Any]:
     if not isinstance(v, Mapping):
         raise ValueError(f"{_PREFIX}: {name} must be a table of key = value, got {v!r}")
     out = {}
     for k, x in v.items():
-        if not isinstance(x, (str, int, float, bool)) and not (
-            isinstance(x, list) and all(isinstance(e, (str, int, float, bool)) for e in x)
-        ):
-            raise ValueError(
-                f"{_PREFIX}: {name}.{k} must be a string, number, boolean or a list of them, "
-                f"got {x!r}"
-            )
-        out[str(k)] = x
+        _key(name, k)
+        _plain(f"{name}.{k}", x)
+        out[k] = x
     return out
+
+
+def _key(table: str, k: Any) -> None:
+    if not isinstance(k, str):
+        raise ValueError(
+            f"{_PREFIX}: keys must be strings; [{table}] has the {type(k).__name__} key {k!r}"
+        )
+
+
+def _train(settings: Mapping[str, Any]) -> TrainConfig:
+    """The TrainConfig of ``settings``' training fields; errors name the setting."""
+    try:
+        return TrainConfig.from_dict(
+            {k: settings[k] for k in TrainConfig.field_names() if k in settings}
+        )
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{_PREFIX}: {str(exc).split(': ', 1)[-1]}") from None
 
 
 @dataclass(frozen=True)
@@ -153,8 +196,9 @@ class Trial:
     """One resolved trial: what to build, how to select, how to train.
 
     Build with :meth:`from_settings`, which checks every value and fills in defaults.
-    ``milestones=None`` means fit's default (50% and 75% of the epochs); ``augment=None``
-    the data set's default; ``train_subset``/``test_subset`` (None: the whole split) keep
+    ``train`` holds the training hyper-parameters (:class:`pathnet.train.config.TrainConfig`;
+    ``milestones=None`` means 50% and 75% of the epochs, ``augment=None`` the data set's
+    default). ``train_subset``/``test_subset`` (None: the whole split) keep
     ``n // classes`` samples of every class, drawn with seed 0 (the same for every trial).
     """
 
@@ -165,17 +209,7 @@ class Trial:
     seed: int = 0
     mask_seed: int = 0
     init_seed: int = 0
-    epochs: int = 160
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4
-    milestones: tuple[int, ...] | None = None
-    gamma: float = 0.1
-    mask_mode: MaskMode = "hard"
-    augment: bool | None = None
-    amp: bool = False
+    train: TrainConfig = field(default_factory=TrainConfig)
     train_subset: int | None = None
     test_subset: int | None = None
     method_options: Mapping[str, Any] = field(default_factory=dict)
@@ -184,6 +218,8 @@ class Trial:
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Trial:
         """Check and normalise ``settings`` (keys of :data:`TRIAL_KEYS`) into a Trial."""
+        for k in settings:
+            _key("trial settings", k)
         unknown = sorted(set(settings) - set(TRIAL_KEYS))
         if unknown:
             raise ValueError(
@@ -192,40 +228,20 @@ class Trial:
         for key in ("method", "density"):
             if key not in settings:
                 raise ValueError(f"{_PREFIX}: the sweep sets no {key!r} (in [grid] or [fixed])")
-        s = dict(settings)
-        out: dict[str, Any] = {}
+        s = settings
         method = _method_key(_str("method", s["method"]))
-        out["method"] = method
-        out["model"] = _str("model", s.get("model", "mlp")).lower()
-        out["dataset"] = _canonical_dataset(_str("dataset", s.get("dataset", "fashion-mnist")))
         density = _float("density", s["density"])
         if not 0 < density <= 1:
             raise ValueError(f"{_PREFIX}: density must be in (0, 1], got {s['density']!r}")
-        out["density"] = density
+        out: dict[str, Any] = {
+            "method": method,
+            "density": density,
+            "model": _str("model", s.get("model", "mlp")).lower(),
+            "dataset": dataset_facts(_str("dataset", s.get("dataset", "fashion-mnist")))[0],
+            "train": _train(s),
+        }
         for key in ("seed", "mask_seed", "init_seed"):
             out[key] = _int(key, s.get(key, 0), 0)
-        out["epochs"] = _int("epochs", s.get("epochs", 160), 1)
-        out["batch_size"] = _int("batch_size", s.get("batch_size", 128), 1)
-        out["lr"] = _float("lr", s.get("lr", 0.1), positive=True)
-        out["momentum"] = _float("momentum", s.get("momentum", 0.9), nonneg=True)
-        out["nesterov"] = _bool("nesterov", s.get("nesterov", True))
-        out["weight_decay"] = _float("weight_decay", s.get("weight_decay", 1e-4), nonneg=True)
-        ms = s.get("milestones")
-        if ms is not None:
-            if not isinstance(ms, (list, tuple)):
-                raise ValueError(f"{_PREFIX}: milestones must be a list of epochs, got {ms!r}")
-            ms = tuple(sorted(_int("milestones", m, 0) for m in ms))
-        out["milestones"] = ms
-        out["gamma"] = _float("gamma", s.get("gamma", 0.1), positive=True)
-        mode = s.get("mask_mode", "hard")
-        if mode not in ("hard", "parametrize", "prune"):
-            raise ValueError(
-                f"{_PREFIX}: mask_mode must be 'hard', 'parametrize' or 'prune', got {mode!r}"
-            )
-        out["mask_mode"] = mode
-        aug = s.get("augment")
-        out["augment"] = None if aug is None else _bool("augment", aug)
-        out["amp"] = _bool("amp", s.get("amp", False))
         for key in ("train_subset", "test_subset"):
             v = s.get(key)
             out[key] = None if v is None else _int(key, v, 1)
@@ -235,17 +251,27 @@ class Trial:
             out.update(density=1.0, mask_seed=0, method_options={})
         return cls(**out)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The configuration as JSON-ready plain data (what is hashed)."""
-        d = dataclasses.asdict(self)
-        d["milestones"] = None if self.milestones is None else list(self.milestones)
-        d["method_options"] = dict(self.method_options)
-        d["model_options"] = dict(self.model_options)
+    def settings(self) -> dict[str, Any]:
+        """Every setting, flat (training fields beside the others), as JSON-ready data."""
+        d: dict[str, Any] = {
+            k: getattr(self, k) for k in ("method", "density", "model", "dataset", "seed")
+        }
+        d.update(mask_seed=self.mask_seed, init_seed=self.init_seed, **self.train.to_dict())
+        d.update(train_subset=self.train_subset, test_subset=self.test_subset)
+        d.update(method_options=dict(self.method_options), model_options=dict(self.model_options))
         return d
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as JSON-ready plain data (what is hashed; see the module notes)."""
+        return {
+            k: v
+            for k, v in self.settings().items()
+            if k not in _TRAIN_DEFAULTS or k in _V1_TRAIN or v != _TRAIN_DEFAULTS[k]
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Trial:
-        """Inverse of :meth:`to_dict` (values are checked again)."""
+        """Inverse of :meth:`to_dict` and :meth:`settings` (values are checked again)."""
         return cls.from_settings(d)
 
     @property
@@ -283,18 +309,82 @@ class Trial:
 
 
 #: Settings a trial takes, in the order of the result table's columns.
-TRIAL_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Trial))
+TRIAL_KEYS: tuple[str, ...] = (
+    "method", "density", "model", "dataset", "seed", "mask_seed", "init_seed",
+    *TrainConfig.field_names(), "train_subset", "test_subset", "method_options", "model_options",
+)  # fmt: skip
 _GRIDDABLE = tuple(k for k in TRIAL_KEYS if k not in ("method_options", "model_options"))
 
 
-def _canonical_dataset(name: str) -> str:
-    from pathnet.data import _canonical
+def _check_options(
+    what: str, name: str, options: Mapping[str, Any], known: set[str] | None
+) -> None:
+    if known is None:
+        return
+    bad = sorted(set(options) - known)
+    if bad:
+        raise ValueError(
+            f"{_PREFIX}: {what}_options: {name} takes no option {bad[0]!r}; "
+            f"it takes {', '.join(sorted(known)) or 'none'}"
+        )
 
-    return _canonical(name)
+
+def _check_trial(t: Trial, seen: set[tuple[str, ...]]) -> None:
+    """Registry checks of one trial (each distinct model, method and data set once)."""
+    from pathnet import models
+
+    key = (t.model, t.method, t.dataset, str(t.train_subset), str(t.test_subset))
+    if key in seen:
+        return
+    seen.add(key)
+    builder = models.MODELS.get(t.model)
+    if builder is None:
+        raise ValueError(
+            f"{_PREFIX}: unknown model {t.model!r}; expected one of {sorted(models.MODELS)}"
+        )
+    _check_options("model", t.model, t.model_options, known_options(builder, ("seed",)))
+    if t.method != DENSE:
+        fn = method_function(t.method)
+        if fn is None:
+            from pathnet.select.registry import METHODS
+
+            raise ValueError(
+                f"{_PREFIX}: unknown method {t.method!r}; expected one of "
+                f"{sorted([*METHODS, DENSE])}"
+            )
+        if "data" in t.method_options:
+            raise ValueError(
+                f"{_PREFIX}: method_options: {t.method}'s data is set by the sweep "
+                f"(10 training images per class); remove it"
+            )
+        known = known_options(fn, ("dag", "density", "seed", "model", "data"))
+        _check_options("method", t.method, t.method_options, known)
+    classes = dataset_facts(t.dataset)[1]
+    outputs = model_outputs(builder, t.model_options)
+    if outputs is not None and outputs < classes:
+        raise ValueError(
+            f"{_PREFIX}: model {t.model} has {outputs} outputs but {t.dataset} has {classes} "
+            f"classes; set model_options.num_classes = {classes}"
+        )
+    for what in ("train_subset", "test_subset"):
+        n = getattr(t, what)
+        if n is not None and n < classes:
+            raise ValueError(
+                f"{_PREFIX}: {what} = {n} keeps no sample of each of the {classes} classes "
+                f"of {t.dataset}; use at least {classes}"
+            )
 
 
 # ------------------------------------------------------------------------------ sweeps
 _TOP_KEYS = ("name", "out", "data_root", "grid", "fixed", "method_options", "model_options")
+
+
+def _table(name: str, value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{_PREFIX}: [{name}] must be a table{where}")
+    for k in value:
+        _key(name, k)
+    return value
 
 
 @dataclass(frozen=True)
@@ -332,10 +422,15 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], source: Path | None = None) -> SweepConfig:
-        """Check a parsed sweep document (the tables of the file) and build the config."""
+        """Check a parsed sweep document (the tables of the file) and build the config.
+
+        Every trial is built and checked against the registries (methods, their options,
+        models, their options, data sets and subset sizes) here, before anything runs.
+        """
         where = f" in {source}" if source else ""
         if not isinstance(doc, Mapping):
             raise ValueError(f"{_PREFIX}: a sweep file must hold a table of settings{where}")
+        _table("top level", doc, where)
         unknown = sorted(set(doc) - set(_TOP_KEYS))
         if unknown:
             hint = ""
@@ -345,27 +440,11 @@ class SweepConfig:
                 f"{_PREFIX}: unknown top-level key(s) {', '.join(unknown)}{where}{hint}; "
                 f"known: {', '.join(_TOP_KEYS)}"
             )
-        grid = doc.get("grid", {})
-        fixed = doc.get("fixed", {})
-        for table, value in (("grid", grid), ("fixed", fixed)):
-            if not isinstance(value, Mapping):
-                raise ValueError(f"{_PREFIX}: [{table}] must be a table{where}")
-            bad = sorted(set(value) - set(_GRIDDABLE))
-            if bad:
-                raise ValueError(
-                    f"{_PREFIX}: unknown setting(s) {', '.join(bad)} in [{table}]{where}; "
-                    f"known: {', '.join(_GRIDDABLE)}"
-                )
-        both = sorted(set(grid) & set(fixed))
-        if both:
-            raise ValueError(f"{_PREFIX}: {', '.join(both)} set in both [grid] and [fixed]{where}")
-        for key, values in grid.items():
-            if not isinstance(values, list) or not values:
-                raise ValueError(
-                    f"{_PREFIX}: [grid] {key} must be a non-empty list, got {values!r}{where}"
-                )
-        mo = doc.get("method_options", {})
-        if not isinstance(mo, Mapping) or not all(isinstance(v, Mapping) for v in mo.values()):
+        grid = _table("grid", doc.get("grid", {}), where)
+        fixed = _table("fixed", doc.get("fixed", {}), where)
+        _check_axes(grid, fixed, where)
+        mo = _table("method_options", doc.get("method_options", {}), where)
+        if not all(isinstance(v, Mapping) for v in mo.values()):
             raise ValueError(
                 f"{_PREFIX}: method_options must hold one table per method, "
                 f"e.g. [method_options.synflow_l2]{where}"
@@ -406,25 +485,29 @@ class SweepConfig:
         return sorted(seen.values(), key=lambda t: t.seed)  # stable: grid order within a seed
 
     def _check_names(self, trials: Sequence[Trial]) -> None:
-        from pathnet import models
-        from pathnet.select.registry import METHODS, _load_builtin_methods
-
-        _load_builtin_methods()
+        seen: set[tuple[str, ...]] = set()
         for t in trials:
-            if t.model not in models.MODELS:
-                raise ValueError(
-                    f"{_PREFIX}: unknown model {t.model!r}; expected one of {sorted(models.MODELS)}"
-                )
-            if t.method != DENSE and t.method not in METHODS:
-                raise ValueError(
-                    f"{_PREFIX}: unknown method {t.method!r}; expected one of "
-                    f"{sorted([*METHODS, DENSE])}"
-                )
+            _check_trial(t, seen)
         extra = sorted(set(self.method_options) - {t.method for t in trials})
         if extra:
             raise ValueError(
                 f"{_PREFIX}: [method_options.{extra[0]}] names a method the grid does not run"
             )
+
+    def override(self, settings: Mapping[str, Any]) -> SweepConfig:
+        """This sweep with ``settings`` fixed for every trial (taken off the grid), checked.
+
+        >>> c = SweepConfig.from_dict({"grid": {"method": ["phew"], "density": [0.1],
+        ...                                     "epochs": [1, 2]}})
+        >>> [t.train.epochs for t in c.override({"epochs": 3}).trials()]
+        [3]
+        """
+        if not settings:
+            return self
+        doc = self.to_dict()
+        doc["grid"] = {k: v for k, v in doc["grid"].items() if k not in settings}
+        doc["fixed"].update(jsonable_settings(settings))
+        return SweepConfig.from_dict(doc, source=self.source)
 
     def to_dict(self) -> dict[str, Any]:
         """The document, as it would be written back (without ``source``)."""
@@ -439,49 +522,47 @@ class SweepConfig:
         }
 
 
+def jsonable_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings with tuples as lists (as a file would hold them)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
+
+
+def _check_axes(grid: Mapping[str, Any], fixed: Mapping[str, Any], where: str) -> None:
+    for table, value in (("grid", grid), ("fixed", fixed)):
+        bad = sorted(set(value) - set(_GRIDDABLE))
+        if bad:
+            raise ValueError(
+                f"{_PREFIX}: unknown setting(s) {', '.join(bad)} in [{table}]{where}; "
+                f"known: {', '.join(_GRIDDABLE)}"
+            )
+    both = sorted(set(grid) & set(fixed))
+    if both:
+        raise ValueError(f"{_PREFIX}: {', '.join(both)} set in both [grid] and [fixed]{where}")
+    size = 1
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(
+                f"{_PREFIX}: [grid] {key} must be a non-empty list, got {values!r}{where}"
+            )
+        size *= len(values)
+    if size > MAX_TRIALS:
+        raise ValueError(
+            f"{_PREFIX}: [grid] describes {size:,} trials{where}; at most {MAX_TRIALS:,}"
+        )
+
+
 def load_config(path: str | os.PathLike[str]) -> SweepConfig:
     """Read a sweep file: ``.toml``, or ``.yaml``/``.yml`` (with PyYAML), or ``.json``.
 
     Raises
     ------
     ValueError
-        Unreadable file, unknown keys, bad values, unknown models or methods.
+        Unreadable file, duplicate or non-string keys, unknown keys, bad values,
+        unknown models, methods or options, subsets too small.
     FileNotFoundError
         No such file.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{_PREFIX}: no sweep file {str(p)!r}")
-    suffix = p.suffix.lower()
-    parse: Any
-    if suffix == ".toml":
-        try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            try:
-                import tomli as tomllib  # type: ignore[no-redef, unused-ignore]
-            except ImportError:
-                raise ValueError(
-                    f"{_PREFIX}: reading {p} needs Python 3.11+ or tomli (pip install tomli)"
-                ) from None
-        parse = tomllib.loads
-    elif suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise ValueError(
-                f"{_PREFIX}: {p} is YAML but PyYAML is not installed "
-                f"(pip install pyyaml, or write the sweep as TOML)"
-            ) from None
-        parse = yaml.safe_load
-    elif suffix == ".json":
-        parse = json.loads
-    else:
-        raise ValueError(
-            f"{_PREFIX}: {p}: unknown sweep file type {suffix!r}; use .toml, .yaml or .json"
-        )
-    try:
-        doc = parse(p.read_text(encoding="utf-8"))
-    except Exception as exc:  # TOMLDecodeError, JSONDecodeError, yaml.YAMLError, UnicodeError
-        raise ValueError(f"{_PREFIX}: cannot parse {p}: {exc}") from exc
-    return SweepConfig.from_dict(doc or {}, source=p.resolve())
+    from pathnet.experiments.files import read_document
+
+    doc, p = read_document(path)
+    return SweepConfig.from_dict(doc, source=p.resolve())

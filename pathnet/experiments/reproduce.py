@@ -12,31 +12,50 @@ path-kernel trace, and writes to the output folder:
 * ``widths.png``, ``trace_vs_density.png``, ``effective_params_vs_density.png``,
   ``path_count_vs_density.png``;
 * where Fashion-MNIST is found, ``accuracy_vs_density.png`` and
-  ``reproduce_accuracy.csv`` for the MLP 784-300-100-10.
+  ``reproduce_accuracy.csv`` for the MLP 784-300-100-10;
+* ``reproduce_runs/``: the grid runner's folder (one finished trial per
+  ``(model, seed, method)`` and per accuracy run; rerunning reuses them).
+
+The reproduction is a grid definition (:func:`reproduce_grid`) run by
+:func:`pathnet.experiments.runner.run_grid`.
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pathnet._io import write_csv
+from pathnet._io import atomic_write_bytes, write_csv
+from pathnet.experiments.config import config_hash
+from pathnet.experiments.lookups import splits
+from pathnet.experiments.runner import (
+    Grid,
+    GridReport,
+    GridTrial,
+    RunOptions,
+    failure_message,
+    run_grid,
+)
 
 __all__ = [
     "DEFAULT_DENSITIES",
     "DEFAULT_METHODS",
+    "RUNS_DIR",
     "ReproduceConfig",
     "analyze_masked",
+    "compute_task",
+    "draw_figures",
+    "nested_form",
     "reproduce",
+    "reproduce_grid",
+    "select_all",
 ]
 
 DEFAULT_DENSITIES: tuple[float, ...] = tuple(
@@ -51,6 +70,8 @@ DEFAULT_METHODS: tuple[str, ...] = (
     "random",
 )
 WIDTH_DENSITIES: tuple[float, float] = (0.05, 0.02)
+#: Sub-folder of the output folder where the grid runner keeps the trials.
+RUNS_DIR = "reproduce_runs"
 
 
 @dataclass(frozen=True)
@@ -101,6 +122,58 @@ def analyze_masked(dag: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return scalar, rows
 
 
+NestedSelect = Callable[..., list[Any]]
+
+
+def _phew_nested(dag: Any, densities: list[float], *, seed: int, model: Any, **options: Any) -> Any:
+    from pathnet.select.phew import phew_nested
+
+    return phew_nested(dag, densities, seed=seed, **options)
+
+
+def _random_paths_nested(
+    dag: Any, densities: list[float], *, seed: int, model: Any, **options: Any
+) -> Any:
+    return _phew_nested(dag, densities, seed=seed, model=model, **{**options, "bias": "uniform"})
+
+
+def _synflow_nested(method: str) -> NestedSelect:
+    def nested(dag: Any, densities: list[float], *, seed: int, model: Any, **options: Any) -> Any:
+        from pathnet.select.synflow import synflow_nested
+
+        return synflow_nested(dag, densities, method=method, model=model, **options)
+
+    return nested
+
+
+def _baseline_nested(method: str) -> NestedSelect:
+    def nested(dag: Any, densities: list[float], *, seed: int, model: Any, **options: Any) -> Any:
+        from pathnet.select import select
+        from pathnet.select.baselines import baseline_nested
+
+        if options:  # the nested form takes none: one call per density
+            return [select(method, dag, d, seed=seed, **options) for d in densities]
+        return baseline_nested(method, dag, densities, seed=seed)
+
+    return nested
+
+
+def nested_form(method: str) -> NestedSelect | None:
+    """The registered method's nested form, ``f(dag, densities, *, seed, model, **options)``.
+
+    It returns the masks at every density from one run (or None where the method has no
+    nested form). Until :mod:`pathnet.select` records the nested form with each method,
+    this table stands in for it; the switch is this function's last line.
+    """
+    table: dict[str, NestedSelect] = {
+        "phew": _phew_nested,
+        "random_paths": _random_paths_nested,
+        **{m: _synflow_nested(m) for m in ("synflow", "synflow_l2")},
+        **{m: _baseline_nested(m) for m in ("random", "random_global", "erk", "magnitude")},
+    }
+    return table.get(method)
+
+
 def select_all(
     method: str,
     dag: Any,
@@ -111,54 +184,110 @@ def select_all(
 ) -> tuple[list[Any], float]:
     """Masks of ``method`` at every density, and the seconds spent selecting.
 
-    PHEW and its random-paths ablation walk once (:func:`pathnet.select.phew.phew_nested`:
-    each mask equals a separate call); SynFlow and SynFlow-L2 prune along one
-    schedule through every density (:func:`pathnet.select.synflow.synflow_nested`);
-    random, ERK and magnitude draw or sort once
-    (:func:`pathnet.select.baselines.baseline_nested`, equal to separate calls);
-    other methods are called once per density.
+    Methods with a nested form (:func:`nested_form`) select once for all densities:
+    PHEW and its random-paths ablation walk once (each mask equals a separate call);
+    SynFlow and SynFlow-L2 prune along one schedule through every density; random, ERK
+    and magnitude draw or sort once (equal to separate calls). Other methods are called
+    once per density through :func:`pathnet.select.select`.
     """
     from pathnet.select import select
 
     t = time.perf_counter()
-    if method in ("phew", "random_paths"):
-        from pathnet.select.phew import phew_nested
-
-        opts = dict(options)
-        if method == "random_paths":
-            opts["bias"] = "uniform"
-        masks = phew_nested(dag, densities, seed=seed, **opts)
-    elif method in ("synflow", "synflow_l2"):
-        from pathnet.select.synflow import synflow_nested
-
-        masks = synflow_nested(dag, densities, method=method, model=model, **options)
-    elif method in ("random", "random_global", "erk", "magnitude") and not options:
-        from pathnet.select.baselines import baseline_nested
-
-        masks = baseline_nested(method, dag, list(densities), seed=seed)
+    nested = nested_form(method)
+    if nested is not None:
+        masks = nested(dag, list(densities), seed=seed, model=model, **options)
     else:
         masks = [select(method, dag, d, seed=seed, **options) for d in densities]
     return masks, time.perf_counter() - t
 
 
-def _task(model_name: str, seed: int, method: str, config: ReproduceConfig) -> dict[str, Any]:
-    """One (model, seed, method): every density. Runs in a worker process."""
+def _paths_task(params: Mapping[str, Any]) -> dict[str, Any]:
+    """One (model, seed, method): every density's widths and path metrics."""
     import pathnet
     from pathnet import analysis
 
-    t0 = time.perf_counter()
+    model_name, seed, method = params["model"], params["seed"], params["method"]
     model = pathnet.models.build(model_name, seed=seed)
     dag = pathnet.to_dag(model)
-    masks, select_s = select_all(
-        method, dag, model, config.densities, seed, config.method_options(method)
-    )
-    results, widths = [], []
-    for density, mask in zip(config.densities, masks):
+    densities = params["densities"]
+    masks, select_s = select_all(method, dag, model, densities, seed, dict(params["options"]))
+    results: list[dict[str, Any]] = []
+    widths: list[dict[str, Any]] = []
+    for density, mask in zip(densities, masks):
         scalar, per_group = analyze_masked(analysis.prepare(dag, mask))
         key = {"model": model_name, "method": method, "density": density, "seed": seed}
         results.append({**key, **scalar, "select_s": round(select_s / len(masks), 4)})
         widths.extend({**key, **w} for w in per_group)
-    return {"results": results, "widths": widths, "seconds": time.perf_counter() - t0}
+    return {"results": results, "widths": widths}
+
+
+def _accuracy_task(params: Mapping[str, Any], data_root: str | None) -> dict[str, Any]:
+    """Train the Fashion-MNIST MLP under one mask."""
+    import pathnet
+    from pathnet.select import select
+    from pathnet.train import fit
+
+    method, density, seed = params["method"], params["density"], params["seed"]
+    train, test = splits("fashion-mnist", data_root)
+    model = pathnet.models.mlp(seed=seed)
+    mask = select(method, model, density, seed=seed, **params["options"])
+    result = fit(model, mask, train, test, epochs=params["epochs"], seed=seed, progress=False)
+    row = {"model": "mlp", "method": method, "density": density, "seed": seed}
+    return {"accuracy": [{**row, "test_acc": result.final["test_acc"]}]}
+
+
+def compute_task(trial: GridTrial, folder: Path, root: Path, options: RunOptions) -> dict[str, Any]:
+    """The reproduction's compute function: a ``paths`` or an ``accuracy`` trial."""
+    if trial.params["task"] == "paths":
+        return {"tables": _paths_task(trial.params)}
+    return {"tables": _accuracy_task(trial.params, options.data_root)}
+
+
+def _trial(prefix: str, params: dict[str, Any]) -> GridTrial:
+    h = config_hash(params)
+    return GridTrial(f"{prefix}-{h}", h, params)
+
+
+def reproduce_grid(config: ReproduceConfig, *, accuracy: bool) -> Grid:
+    """The reproduction as a grid definition: one ``paths`` trial per (model, seed, method)
+    (every density), biggest first, then (with ``accuracy``) one ``accuracy`` trial per
+    (method, density, seed) of the Fashion-MNIST MLP.
+    """
+    tasks = [(m, s, meth) for m in config.models for s in config.seeds for meth in config.methods]
+    # biggest first, so the pool ends together
+    tasks.sort(key=lambda t: (t[0] != "vgg16", t[2] not in ("synflow", "synflow_l2")))
+    trials = [
+        _trial(
+            f"{model}-{method}-s{seed}",
+            {
+                "task": "paths",
+                "model": model,
+                "method": method,
+                "seed": seed,
+                "densities": list(config.densities),
+                "options": config.method_options(method),
+            },
+        )
+        for model, seed, method in tasks
+    ]
+    if accuracy:
+        trials += [
+            _trial(
+                f"mlp-fmnist-{method}-d{d:g}-s{seed}",
+                {
+                    "task": "accuracy",
+                    "method": method,
+                    "density": d,
+                    "seed": seed,
+                    "epochs": config.accuracy_epochs,
+                    "options": config.method_options(method),
+                },
+            )
+            for method in config.accuracy_methods
+            for d in config.accuracy_densities
+            for seed in config.seeds
+        ]
+    return Grid(kind="reproduce", trials=tuple(trials), compute=compute_task)
 
 
 def draw_figures(
@@ -209,6 +338,28 @@ def draw_figures(
     return written
 
 
+def _run(
+    grid: Grid, root: Path, workers: int, progress: bool, log: Callable[[str], None]
+) -> GridReport:
+    """Run the grid with a progress bar; one line if earlier runs finished some trials."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(grid.trials), desc="reproduce", unit="task", disable=not progress)
+
+    def advance(status: dict[str, Any]) -> None:
+        bar.set_postfix_str(status["name"][:-13])
+        bar.update()
+
+    report = run_grid(grid, root, workers=workers, log=lambda line: None, on_status=advance)
+    bar.close()
+    reused = report.count("skipped")
+    if reused:
+        log(f"pathnet reproduce: {reused} of {report.total} trials were finished before in {root}")
+    if not report.ok:
+        raise RuntimeError(failure_message("reproduce", report))
+    return report
+
+
 def reproduce(
     out_dir: str | os.PathLike[str] = "figures",
     config: ReproduceConfig | None = None,
@@ -218,61 +369,26 @@ def reproduce(
 ) -> dict[str, Any]:
     """Run the reproduction and write tables, report and figures to ``out_dir``.
 
+    The trials (:func:`reproduce_grid`) run on the grid runner in ``out_dir/reproduce_runs``
+    (``config.workers`` local processes); a finished trial is not computed again.
     Returns a dict with the result rows, the width rows and the paths written.
-    """
-    from tqdm.auto import tqdm
 
+    Raises
+    ------
+    RuntimeError
+        A trial failed (the message names it and its traceback file).
+    """
     config = config or ReproduceConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tasks = [(m, s, meth) for m in config.models for s in config.seeds for meth in config.methods]
-    # biggest first, so the pool ends together
-    tasks.sort(key=lambda t: (t[0] != "vgg16", t[2] not in ("synflow", "synflow_l2")))
     accuracy_note = _accuracy_available() if config.accuracy else ""
-    acc_tasks = []
-    if config.accuracy and not accuracy_note:
-        acc_tasks = [
-            (meth, d, s)
-            for meth in config.accuracy_methods
-            for d in config.accuracy_densities
-            for s in config.seeds
-        ]
-    results: list[dict[str, Any]] = []
-    widths: list[dict[str, Any]] = []
-    accuracy_rows: list[dict[str, Any]] = []
-    bar = tqdm(
-        total=len(tasks) + len(acc_tasks), desc="reproduce", unit="task", disable=not progress
-    )
-
-    def take(part: dict[str, Any], label: str) -> None:
-        if "test_acc" in part:
-            accuracy_rows.append(part)
-        else:
-            results.extend(part["results"])
-            widths.extend(part["widths"])
-        bar.set_postfix_str(label)
-        bar.update()
-
-    if config.workers > 1:
-        # spawn, not fork: a forked child of a process with OpenMP threads can hang
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=config.workers, mp_context=ctx) as pool:
-            futures = {pool.submit(_task, *t, config): "/".join(map(str, t)) for t in tasks}
-            futures.update(
-                {
-                    pool.submit(_accuracy_task, *t, config): "fmnist/" + "/".join(map(str, t))
-                    for t in acc_tasks
-                }
-            )
-            for fut in as_completed(futures):
-                take(fut.result(), futures[fut])
-    else:
-        for t in tasks:
-            take(_task(*t, config), "/".join(map(str, t)))
-        for t in acc_tasks:
-            take(_accuracy_task(*t, config), "fmnist/" + "/".join(map(str, t)))
-    bar.close()
+    grid = reproduce_grid(config, accuracy=config.accuracy and not accuracy_note)
+    report = _run(grid, out / RUNS_DIR, config.workers, progress, log)
+    tables, _ = grid.collect(report.sweep_dir)
+    results = tables.get("results", [])
+    widths = tables.get("widths", [])
+    accuracy_rows = tables.get("accuracy", [])
     order = {m: k for k, m in enumerate(config.methods)}
     results.sort(key=lambda r: (r["model"], order[r["method"]], -r["density"], r["seed"]))
     widths.sort(
@@ -296,52 +412,12 @@ def reproduce(
     if not accuracy_rows and accuracy_note:
         log(accuracy_note)
     elapsed = time.perf_counter() - t0
-    report = _report(results, accuracy_rows, accuracy_note, config, elapsed)
-    from pathnet._io import atomic_write_bytes
-
-    written.append(atomic_write_bytes(out / "reproduce_report.md", report.encode()))
+    report_text = _report(results, accuracy_rows, accuracy_note, config, elapsed)
+    written.append(atomic_write_bytes(out / "reproduce_report.md", report_text.encode()))
     log(f"pathnet reproduce: {len(results)} masks analysed in {elapsed:.0f} s; wrote:")
     for p in written:
         log(f"  {p}")
     return {"results": results, "widths": widths, "accuracy": accuracy_rows, "paths": written}
-
-
-def _accuracy_task(
-    method: str, density: float, seed: int, config: ReproduceConfig
-) -> dict[str, Any]:
-    """Train the Fashion-MNIST MLP under one mask. Runs in a worker process."""
-    import torch
-
-    import pathnet
-    from pathnet.select import select
-    from pathnet.train import fit
-
-    torch.set_num_threads(1 if config.workers > 1 else torch.get_num_threads())
-    train, test = _fashion_mnist()
-    model = pathnet.models.mlp(seed=seed)
-    mask = select(method, model, density, seed=seed, **config.method_options(method))
-    result = fit(model, mask, train, test, epochs=config.accuracy_epochs, seed=seed, progress=False)
-    return {
-        "model": "mlp",
-        "method": method,
-        "density": density,
-        "seed": seed,
-        "test_acc": result.final["test_acc"],
-    }
-
-
-_DATA_CACHE: dict[str, Any] = {}
-
-
-def _fashion_mnist() -> tuple[Any, Any]:
-    from pathnet import data as data_mod
-
-    if "fmnist" not in _DATA_CACHE:
-        _DATA_CACHE["fmnist"] = (
-            data_mod.load_dataset("fashion-mnist", "train"),
-            data_mod.load_dataset("fashion-mnist", "test"),
-        )
-    return _DATA_CACHE["fmnist"]
 
 
 def _accuracy_available() -> str:
@@ -422,24 +498,7 @@ def _report(
             "",
         ]
     if accuracy:
-        lines += ["## Fashion-MNIST MLP 784-300-100-10: test accuracy (%)", "", "```"]
-        acc_table = []
-        for method in config.accuracy_methods:
-            for d in config.accuracy_densities:
-                sel = [
-                    r["test_acc"] for r in accuracy if r["method"] == method and r["density"] == d
-                ]
-                if sel:
-                    acc_table.append(
-                        {
-                            "method": method,
-                            "density %": 100 * d,
-                            "mean": 100 * float(np.mean(sel)),
-                            "min": 100 * float(np.min(sel)),
-                            "max": 100 * float(np.max(sel)),
-                        }
-                    )
-        lines += [format_table(acc_table, ["method", "density %", "mean", "min", "max"]), "```", ""]
+        lines += _accuracy_lines(accuracy, config)
     elif accuracy_note:
         lines += [f"_{accuracy_note}_", ""]
     lines += [
@@ -448,3 +507,27 @@ def _report(
         "",
     ]
     return "\n".join(lines)
+
+
+def _accuracy_lines(accuracy: list[dict[str, Any]], config: ReproduceConfig) -> list[str]:
+    """The report's Fashion-MNIST accuracy table (mean, min, max over seeds)."""
+    from pathnet._text import format_table
+
+    lines: list[str] = []
+    lines += ["## Fashion-MNIST MLP 784-300-100-10: test accuracy (%)", "", "```"]
+    acc_table = []
+    for method in config.accuracy_methods:
+        for d in config.accuracy_densities:
+            accs = [r["test_acc"] for r in accuracy if r["method"] == method and r["density"] == d]
+            if accs:
+                acc_table.append(
+                    {
+                        "method": method,
+                        "density %": 100 * d,
+                        "mean": 100 * float(np.mean(accs)),
+                        "min": 100 * float(np.min(accs)),
+                        "max": 100 * float(np.max(accs)),
+                    }
+                )
+    lines += [format_table(acc_table, ["method", "density %", "mean", "min", "max"]), "```", ""]
+    return lines

@@ -1,27 +1,20 @@
 """The core type: a network as a weighted, layered DAG of units.
 
 A :class:`LayeredDAG` holds *unit groups* (the input, the output of every Linear or
-Conv2d, every residual sum) in topological order, and *edge blocks* between them.
-An edge block stores the parameter it comes from as a dense array of shape
-``(n_out, n_in, n_elem)``: edge ``i -> j`` holds the ``n_elem`` parameter elements
-``values[j, i, :]`` (one for a Linear weight, ``kh*kw`` for a conv kernel, ``H*W``
-for a Linear weight that reads a flattened conv output). Because torch lays
-Linear and Conv2d weights out as ``(out, in, ...)``, element ``(j, i, e)`` is
-element ``(j * n_in + i) * n_elem + e`` of the flattened parameter, which is what
-makes selected edges map back to per-parameter masks.
+Conv layer, every residual sum) in topological order, and *edge blocks* between
+them (:mod:`pathnet.graph.block` describes how a block stores its parameter).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from pathnet._text import format_table
+from pathnet.graph.block import EdgeBlock, UnitGroup
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -29,232 +22,6 @@ if TYPE_CHECKING:
     from pathnet.mask import Mask
 
 __all__ = ["EdgeBlock", "LayeredDAG", "UnitGroup"]
-
-GroupKind = Literal["input", "hidden", "sum", "output"]
-BlockKind = Literal["linear", "conv", "identity"]
-
-_GROUP_KINDS = ("input", "hidden", "sum", "output")
-_BLOCK_KINDS = ("linear", "conv", "identity")
-
-
-@dataclass(frozen=True)
-class UnitGroup:
-    """A set of units: the channels (or features) of one activation tensor.
-
-    Attributes
-    ----------
-    name : str
-        Where the tensor comes from (module path, ``"input"``, or ``"<path>.add"``).
-    size : int
-        Number of units.
-    kind : {"input", "hidden", "sum", "output"}
-        ``"sum"`` marks a residual addition.
-    shape : tuple of int
-        Per-sample shape of the activation tensor (channels first).
-    """
-
-    name: str
-    size: int
-    kind: GroupKind
-    shape: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.kind not in _GROUP_KINDS:
-            raise ValueError(
-                f"pathnet.UnitGroup: kind must be one of {_GROUP_KINDS}, got {self.kind!r}"
-            )
-        if int(self.size) < 1:
-            raise ValueError(f"pathnet.UnitGroup {self.name!r}: size must be >= 1, got {self.size}")
-
-
-@dataclass(frozen=True, eq=False)
-class EdgeBlock:
-    """All edges from one unit group to another that come from one parameter.
-
-    Attributes
-    ----------
-    source, target : int
-        Indices of the source and target groups (``source < target``).
-    kind : {"linear", "conv", "identity"}
-        ``"identity"`` is a fixed, unprunable weight-1 edge per channel (a residual
-        shortcut); it has no parameter.
-    param : str or None
-        Name of the parameter in ``model.named_parameters()``.
-    param_shape : tuple of int
-        Shape of that parameter.
-    kernel_shape : tuple of int
-        Shape of the elements of one edge: ``(kh, kw)`` for a conv, ``(H*W,)`` for a
-        Linear after a flatten, ``()`` for a plain Linear weight.
-    values : numpy.ndarray
-        ``(n_out, n_in, n_elem)`` copy of the parameter; ``None`` for identity.
-    element_mask : numpy.ndarray or None
-        Boolean array like ``values``; ``None`` means every element is present.
-    n_units : int
-        Number of channels of an identity block (``n_out == n_in``).
-    """
-
-    source: int
-    target: int
-    kind: BlockKind
-    param: str | None
-    param_shape: tuple[int, ...]
-    kernel_shape: tuple[int, ...]
-    values: np.ndarray | None
-    element_mask: np.ndarray | None = None
-    n_units: int = 0
-
-    def __post_init__(self) -> None:
-        where = f"pathnet.EdgeBlock {self.param or 'identity'!r}"
-        if self.kind not in _BLOCK_KINDS:
-            raise ValueError(f"{where}: kind must be one of {_BLOCK_KINDS}, got {self.kind!r}")
-        if not 0 <= self.source < self.target:
-            raise ValueError(
-                f"{where}: edges must go forward (source < target), got {self.source} -> {self.target}"
-            )
-        if self.kind == "identity":
-            if self.values is not None or self.param is not None or self.n_units < 1:
-                raise ValueError(f"{where}: an identity block has no parameter and n_units >= 1")
-            return
-        if self.param is None or self.values is None:
-            raise ValueError(f"{where}: a {self.kind} block needs a parameter name and values")
-        if self.values.ndim != 3:
-            raise ValueError(
-                f"{where}: values must be (n_out, n_in, n_elem), got {self.values.shape}"
-            )
-        if int(np.prod(self.kernel_shape, dtype=np.int64)) != self.values.shape[2]:
-            raise ValueError(
-                f"{where}: kernel_shape {self.kernel_shape} does not match n_elem {self.values.shape[2]}"
-            )
-        if int(np.prod(self.param_shape, dtype=np.int64)) != self.values.size:
-            raise ValueError(
-                f"{where}: param_shape {self.param_shape} does not match values {self.values.shape}"
-            )
-        if self.element_mask is not None and (
-            self.element_mask.shape != self.values.shape or self.element_mask.dtype != np.bool_
-        ):
-            raise ValueError(
-                f"{where}: element_mask must be a bool array of shape {self.values.shape}, "
-                f"got {self.element_mask.dtype} {self.element_mask.shape}"
-            )
-
-    # ------------------------------------------------------------------ shape
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(n_out, n_in)``."""
-        if self.values is None:
-            return (self.n_units, self.n_units)
-        return (self.values.shape[0], self.values.shape[1])
-
-    @property
-    def n_elem(self) -> int:
-        """Parameter elements per edge (1 for Linear and identity, kh*kw for conv)."""
-        return 1 if self.values is None else self.values.shape[2]
-
-    @property
-    def prunable(self) -> bool:
-        return self.kind != "identity"
-
-    @property
-    def n_params(self) -> int:
-        """Number of prunable parameter elements (0 for identity)."""
-        return 0 if self.values is None else self.values.size
-
-    @cached_property
-    def n_present(self) -> int:
-        """Number of unmasked parameter elements."""
-        if self.values is None:
-            return 0
-        return self.values.size if self.element_mask is None else int(self.element_mask.sum())
-
-    # -------------------------------------------------------- derived matrices
-    @cached_property
-    def _sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """One pass over the elements: per present edge, (multiplicity, sum |w|, sum w^2),
-        with the CSR ``indices`` and ``indptr`` of the present edges."""
-        from pathnet._kernels.edges import edge_sums
-
-        assert self.values is not None
-        n_out, n_in, n_elem = self.values.shape
-        vals = self.values.reshape(n_out * n_in, n_elem)
-        em = self.element_mask
-        mask = em.reshape(n_out * n_in, n_elem) if em is not None else np.ones((1, 1), bool)
-        mult = np.empty(n_out * n_in)
-        s1 = np.empty(n_out * n_in)
-        s2 = np.empty(n_out * n_in)
-        edge_sums(vals, mask, em is not None, mult, s1, s2)
-        if em is None:
-            edges = np.arange(n_out * n_in, dtype=np.int64)
-        else:
-            edges = np.flatnonzero(mult)
-            mult, s1, s2 = mult[edges], s1[edges], s2[edges]
-        rows = edges // n_in
-        cols = (edges - rows * n_in).astype(np.int64)
-        indptr = np.zeros(n_out + 1, dtype=np.int64)
-        np.cumsum(np.bincount(rows, minlength=n_out), out=indptr[1:])
-        return mult, s1, s2, cols, indptr
-
-    def _edge_sums(self, p: int) -> sp.csr_matrix:
-        """Per-edge sums of ``|w|**p`` over unmasked elements, as CSR (n_out x n_in).
-
-        The structure holds exactly the edges with at least one unmasked element.
-        """
-        mult, s1, s2, cols, indptr = self._sums
-        data = (mult, s1, s2)[p]
-        if p and not np.isfinite(data).all():
-            assert self.values is not None
-            em = self.element_mask
-            present = self.values if em is None else self.values[em]
-            bad = int(np.count_nonzero(~np.isfinite(present)))
-            if bad:  # to_dag refuses these; a DAG built or edited by hand may hold them
-                raise ValueError(
-                    f"pathnet.EdgeBlock {self.param!r}: holds {bad} NaN/Inf values; sums of "
-                    "path products need finite weights"
-                )
-        return sp.csr_matrix((data, cols, indptr), shape=self.shape)
-
-    @cached_property
-    def multiplicity(self) -> sp.csr_matrix:
-        """Number of unmasked parameter elements per edge (float64 CSR)."""
-        if self.values is None:
-            return sp.identity(self.n_units, dtype=np.float64, format="csr")
-        return self._edge_sums(0)
-
-    @cached_property
-    def abs_weight(self) -> sp.csr_matrix:
-        """Edge weight for walks and products: sum of ``|w|`` over unmasked elements."""
-        if self.values is None:
-            return sp.identity(self.n_units, dtype=np.float64, format="csr")
-        return self._edge_sums(1)
-
-    @cached_property
-    def sq_weight(self) -> sp.csr_matrix:
-        """Squared edge weight: sum of ``w**2`` over unmasked elements."""
-        if self.values is None:
-            return sp.identity(self.n_units, dtype=np.float64, format="csr")
-        return self._edge_sums(2)
-
-    def weight(self, p: int = 1) -> sp.csr_matrix:
-        """Sum of ``|w|**p`` over the unmasked elements of each edge, for ``p`` in 0, 1, 2."""
-        if p == 0:
-            return self.multiplicity
-        if p == 1:
-            return self.abs_weight
-        if p == 2:
-            return self.sq_weight
-        raise ValueError(f"pathnet.EdgeBlock.weight: p must be 0, 1 or 2, got {p!r}")
-
-    @property
-    def edges(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(rows, cols)`` = (target unit, source unit) of every present edge."""
-        m = self.multiplicity.tocoo()
-        return m.row.astype(np.int64), m.col.astype(np.int64)
-
-    def present_mask(self) -> np.ndarray:
-        """Boolean ``(n_out, n_in, n_elem)`` array of unmasked elements."""
-        assert self.values is not None
-        if self.element_mask is None:
-            return np.ones(self.values.shape, dtype=bool)
-        return self.element_mask
 
 
 @dataclass(frozen=True, eq=False)
@@ -273,6 +40,12 @@ class LayeredDAG:
         The model class name, for display.
     input_shape : tuple of int
         Per-sample input shape the DAG was traced with.
+    tied : dict of str to str
+        Tied parameters: each name that shares its tensor with an earlier one maps
+        to that earlier (canonical) name, e.g. ``{"b.weight": "a.weight"}``. Both
+        names keep their blocks (a walk may cross either); the tensor counts once
+        in :attr:`n_params` and :attr:`n_present`, and masks built by the DAG give
+        every name of a tensor the same mask (the union of what its blocks keep).
 
     Examples
     --------
@@ -282,18 +55,31 @@ class LayeredDAG:
     [4, 3, 2]
     >>> dag.n_params
     18
+
+    A tensor shared by two modules is one tensor in two blocks:
+
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3), nn.Linear(3, 2))
+    >>> net[1].weight = net[0].weight
+    >>> tied = pathnet.to_dag(net, (3,))
+    >>> tied.tied, tied.canonical("1.weight")
+    ({'1.weight': '0.weight'}, '0.weight')
+    >>> tied.n_params, tied.n_weights
+    (24, 15)
     """
 
     groups: tuple[UnitGroup, ...]
     blocks: tuple[EdgeBlock, ...]
     model_name: str = "model"
     input_shape: tuple[int, ...] = ()
-    _param_index: dict[str, int] = field(init=False, repr=False, compare=False)
+    tied: Mapping[str, str] = field(default_factory=dict)
+    _param_index: dict[str, list[int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         groups, blocks = tuple(self.groups), tuple(self.blocks)
         object.__setattr__(self, "groups", groups)
         object.__setattr__(self, "blocks", blocks)
+        object.__setattr__(self, "tied", dict(self.tied))
         if len(groups) < 2:
             raise ValueError("pathnet.LayeredDAG: needs at least an input and an output group")
         if groups[0].kind != "input" or groups[-1].kind != "output":
@@ -301,7 +87,7 @@ class LayeredDAG:
                 "pathnet.LayeredDAG: the first group must be the input and the last the output, "
                 f"got kinds {groups[0].kind!r} and {groups[-1].kind!r}"
             )
-        index: dict[str, int] = {}
+        index: dict[str, list[int]] = {}
         has_in = [False] * len(groups)
         has_out = [False] * len(groups)
         for b, block in enumerate(blocks):
@@ -318,11 +104,7 @@ class LayeredDAG:
                     f"but joins {src.name!r} ({src.size} units) to {dst.name!r} ({dst.size} units)"
                 )
             if block.param is not None:
-                if block.param in index:
-                    raise ValueError(
-                        f"pathnet.LayeredDAG: parameter {block.param!r} appears in two blocks"
-                    )
-                index[block.param] = b
+                index.setdefault(block.param, []).append(b)
             has_out[block.source] = True
             has_in[block.target] = True
         for g, group in enumerate(groups):
@@ -330,6 +112,10 @@ class LayeredDAG:
                 raise ValueError(f"pathnet.LayeredDAG: group {group.name!r} has no incoming block")
             if g < len(groups) - 1 and not has_out[g]:
                 raise ValueError(f"pathnet.LayeredDAG: group {group.name!r} has no outgoing block")
+        for name, where in index.items():
+            if len(where) > 1:
+                _check_split(name, [blocks[b] for b in where])
+        _check_tied(self.tied, index, blocks)
         object.__setattr__(self, "_param_index", index)
 
     # ---------------------------------------------------------------- basics
@@ -339,13 +125,40 @@ class LayeredDAG:
 
     @property
     def n_params(self) -> int:
-        """Total prunable parameter elements (masked ones included)."""
-        return sum(b.n_params for b in self.blocks)
+        """Prunable weights (masked ones included), counted block by block.
+
+        A tied tensor counts in each of its blocks (:attr:`n_weights` counts it
+        once). Global element indices, block after block of ``block.n_params``
+        elements, may run over more: a grouped conv's block also holds the
+        elements outside each group, which do not exist.
+        """
+        return sum(b.n_weights for b in self.blocks)
 
     @property
     def n_present(self) -> int:
-        """Unmasked prunable parameter elements."""
+        """Unmasked prunable weights, counted block by block (a tied tensor in each
+        of its blocks; :attr:`n_weights_present` counts it once)."""
         return sum(b.n_present for b in self.blocks)
+
+    @property
+    def n_weights(self) -> int:
+        """Prunable weights (masked ones included), each tensor once.
+
+        Differs from :attr:`n_params` only for tied parameters.
+        """
+        return sum(
+            self.blocks[where[0]].param_size
+            for name, where in self._param_index.items()
+            if name not in self.tied
+        )
+
+    @property
+    def n_weights_present(self) -> int:
+        """Unmasked prunable weights, a tied tensor once (an element kept by any of
+        its blocks counts)."""
+        if not self.tied and all(len(w) == 1 for w in self._param_index.values()):
+            return self.n_present
+        return sum(int(m.sum()) for m in self._canonical_masks(self._present_elements()).values())
 
     @property
     def n_edges(self) -> int:
@@ -354,8 +167,12 @@ class LayeredDAG:
 
     @property
     def params(self) -> tuple[str, ...]:
-        """Names of the prunable parameters, in block order."""
-        return tuple(b.param for b in self.blocks if b.param is not None)
+        """Names of the prunable parameters, in block order, each once (tied names included)."""
+        return tuple(self._param_index)
+
+    def canonical(self, param: str) -> str:
+        """The name that stands for ``param``'s tensor: itself unless it is tied."""
+        return self.tied.get(param, param)
 
     @property
     def offsets(self) -> np.ndarray:
@@ -363,9 +180,17 @@ class LayeredDAG:
         return np.concatenate([[0], np.cumsum([g.size for g in self.groups])]).astype(np.int64)
 
     def block_of(self, param: str) -> EdgeBlock:
-        """The edge block that holds parameter ``param``."""
+        """The (first) edge block that holds parameter ``param``.
+
+        A layer that reads a channel concatenation has one block per concatenated
+        input; :meth:`blocks_of` lists them all.
+        """
+        return self.blocks[self.blocks_of(param)[0]]
+
+    def blocks_of(self, param: str) -> list[int]:
+        """Indices of the blocks that hold elements of parameter ``param``."""
         try:
-            return self.blocks[self._param_index[param]]
+            return list(self._param_index[param])
         except KeyError:
             raise KeyError(
                 f"pathnet.LayeredDAG: no block for parameter {param!r}; "
@@ -383,7 +208,7 @@ class LayeredDAG:
     def __repr__(self) -> str:
         return (
             f"LayeredDAG({self.model_name}: {len(self.groups)} groups, {len(self.blocks)} blocks, "
-            f"{self.n_units} units, {self.n_present}/{self.n_params} params)"
+            f"{self.n_units} units, {self.n_weights_present}/{self.n_weights} params)"
         )
 
     # ----------------------------------------------------------------- masks
@@ -392,7 +217,8 @@ class LayeredDAG:
 
         ``mask`` maps parameter names to boolean arrays or tensors of the
         parameter's shape (a :class:`pathnet.Mask`). Every prunable parameter of
-        the DAG must be present, and no other name.
+        the DAG must be present, and no other name; tied names must carry the
+        same mask.
         """
         if mask is None:
             return self
@@ -405,19 +231,28 @@ class LayeredDAG:
                 + (f"; missing {missing}" if missing else "")
                 + (f"; unknown {extra}" if extra else "")
             )
+        arrays: dict[str, np.ndarray] = {}
+        for name in self.params:
+            m = _as_bool_array(mask[name], name)
+            shape = self.block_of(name).param_shape
+            if m.shape != shape:
+                raise ValueError(
+                    f"pathnet.LayeredDAG.with_mask: mask for {name!r} has shape "
+                    f"{m.shape}, the parameter has {shape}"
+                )
+            arrays[name] = m
+        for name, canon in self.tied.items():
+            if not np.array_equal(arrays[name], arrays[canon]):
+                raise ValueError(
+                    f"pathnet.LayeredDAG.with_mask: {name!r} and {canon!r} are one tied tensor "
+                    "but their masks differ; give both names the same mask"
+                )
         blocks = []
         for block in self.blocks:
             if block.param is None:
                 blocks.append(block)
                 continue
-            m = _as_bool_array(mask[block.param], block.param)
-            if m.shape != block.param_shape:
-                raise ValueError(
-                    f"pathnet.LayeredDAG.with_mask: mask for {block.param!r} has shape "
-                    f"{m.shape}, the parameter has {block.param_shape}"
-                )
-            assert block.values is not None
-            em = m.reshape(block.values.shape)
+            em = block.from_param(arrays[block.param], fill=False)
             if block.element_mask is not None:
                 em = em & block.element_mask
             blocks.append(replace(block, element_mask=np.ascontiguousarray(em)))
@@ -425,15 +260,7 @@ class LayeredDAG:
 
     def to_mask(self) -> Mask:
         """The DAG's element masks as a :class:`pathnet.Mask` (all True where unmasked)."""
-        from pathnet.mask import Mask
-
-        return Mask(
-            {
-                b.param: b.present_mask().reshape(b.param_shape)
-                for b in self.blocks
-                if b.param is not None
-            }
-        )
+        return self._mask(self._present_elements())
 
     def mask_from_elements(self, selected: Mapping[int, np.ndarray]) -> Mask:
         """Boolean masks from selected parameter elements.
@@ -441,12 +268,13 @@ class LayeredDAG:
         Parameters
         ----------
         selected : mapping of int to array of int
-            Block index -> flat element indices into that block's parameter
-            (``(j * n_in + i) * n_elem + e``). Blocks not named select nothing.
+            Block index -> flat element indices into that block's ``values``
+            (``(j * n_in + i) * n_elem + e``, the parameter's own flat index unless
+            the block has a ``param_index``). Blocks not named select nothing. An
+            element of a tied tensor selected through any of its names is kept
+            under every name.
         """
-        from pathnet.mask import Mask
-
-        out: dict[str, np.ndarray] = {}
+        per_block: dict[int, np.ndarray] = {}
         for b, block in enumerate(self.blocks):
             if block.param is None:
                 if b in selected and len(selected[b]):
@@ -464,17 +292,17 @@ class LayeredDAG:
                         f"[0, {block.n_params}) for {block.param!r}"
                     )
                 flat[idx] = True
-            out[block.param] = flat.reshape(block.param_shape)
-        return Mask(out)
+                if block.param_index is not None:
+                    flat &= block.param_index.reshape(-1) >= 0
+            per_block[b] = flat.reshape(block.present_mask().shape)
+        return self._mask(per_block)
 
     def mask_from_edges(self, selected: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> Mask:
         """Boolean masks that keep every unmasked element of the selected edges.
 
         ``selected`` maps a block index to ``(rows, cols)`` = (target unit, source unit).
         """
-        from pathnet.mask import Mask
-
-        out: dict[str, np.ndarray] = {}
+        per_block: dict[int, np.ndarray] = {}
         for b, block in enumerate(self.blocks):
             if block.param is None:
                 continue
@@ -482,11 +310,9 @@ class LayeredDAG:
             if b in selected:
                 rows, cols = selected[b]
                 keep[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = True
-            el = (
-                np.broadcast_to(keep[:, :, None], block.present_mask().shape) & block.present_mask()
-            )
-            out[block.param] = el.reshape(block.param_shape)
-        return Mask(out)
+            present = block.present_mask()
+            per_block[b] = np.broadcast_to(keep[:, :, None], present.shape) & present
+        return self._mask(per_block)
 
     def elements_from_mask(self, mask: Mapping[str, Any]) -> dict[int, np.ndarray]:
         """Inverse of :meth:`mask_from_elements`: block index -> sorted flat element indices."""
@@ -497,30 +323,27 @@ class LayeredDAG:
             if blk.param is not None
         }
 
+    def _present_elements(self) -> dict[int, np.ndarray]:
+        return {b: blk.present_mask() for b, blk in enumerate(self.blocks) if blk.param is not None}
+
+    def _canonical_masks(self, per_block: Mapping[int, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-block element arrays -> one parameter-shaped mask per tensor (OR of its blocks)."""
+        out: dict[str, np.ndarray] = {}
+        for b, keep in per_block.items():
+            block = self.blocks[b]
+            assert block.param is not None
+            name = self.canonical(block.param)
+            m = block.to_param(keep, fill=False)
+            out[name] = out[name] | m if name in out else m.copy()
+        return out
+
+    def _mask(self, per_block: Mapping[int, np.ndarray]) -> Mask:
+        from pathnet.mask import Mask
+
+        masks = self._canonical_masks(per_block)
+        return Mask({name: masks[self.canonical(name)] for name in self.params})
+
     # ------------------------------------------------------------ conversion
-    def adjacency(self, p: int = 1) -> sp.csr_matrix:
-        """One global (n_units x n_units) CSR matrix, entry ``[j, i]`` for edge ``i -> j``.
-
-        ``p`` selects the edge quantity as in :meth:`EdgeBlock.weight`; parallel
-        blocks between the same groups are summed.
-        """
-        off = self.offsets
-        rows, cols, vals = [], [], []
-        for block in self.blocks:
-            m = block.weight(p).tocoo()
-            rows.append(m.row.astype(np.int64) + off[block.target])
-            cols.append(m.col.astype(np.int64) + off[block.source])
-            vals.append(m.data)
-        n = self.n_units
-        return sp.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-        )
-
-    def unit_name(self, unit: int) -> tuple[int, int]:
-        """Global unit index -> ``(group index, unit index within the group)``."""
-        g = int(np.searchsorted(self.offsets, unit, side="right") - 1)
-        return g, unit - int(self.offsets[g])
-
     def to_networkx(self, *, force: bool = False, max_edges: int = 200_000) -> nx.MultiDiGraph:
         """A networkx graph with one node per unit, for small nets.
 
@@ -595,8 +418,47 @@ class LayeredDAG:
         ]
         return format_table(rows, cols) + (
             f"\n{len(self.groups)} groups, {len(self.blocks)} edge blocks, {self.n_units:,} units, "
-            f"{self.n_edges:,} edges, {self.n_present:,} of {self.n_params:,} prunable parameters"
+            f"{self.n_edges:,} edges, {self.n_weights_present:,} of {self.n_weights:,} prunable parameters"
         )
+
+
+def _check_split(name: str, blocks: list[EdgeBlock]) -> None:
+    """One parameter in several blocks (a layer reading a concatenation): the blocks
+    must agree on the parameter's shape and hold disjoint elements of it."""
+    shapes = {b.param_shape for b in blocks}
+    if len(shapes) > 1 or any(b.param_index is None for b in blocks):
+        raise ValueError(
+            f"pathnet.LayeredDAG: parameter {name!r} appears in {len(blocks)} blocks; "
+            "blocks that share a parameter need a param_index each and one param_shape"
+        )
+    idx = np.concatenate(
+        [b.param_index[b.param_index >= 0] for b in blocks if b.param_index is not None]
+    )
+    if np.unique(idx).size != idx.size:
+        raise ValueError(
+            f"pathnet.LayeredDAG: blocks of parameter {name!r} hold the same element twice; "
+            "a tensor used twice is a tie (LayeredDAG.tied), not one name"
+        )
+
+
+def _check_tied(
+    tied: Mapping[str, str], index: Mapping[str, list[int]], blocks: tuple[EdgeBlock, ...]
+) -> None:
+    for name, canon in tied.items():
+        if name not in index or canon not in index:
+            unknown = name if name not in index else canon
+            raise ValueError(
+                f"pathnet.LayeredDAG: tied names a parameter {unknown!r} with no block"
+            )
+        if canon in tied or canon == name:
+            raise ValueError(
+                f"pathnet.LayeredDAG: tied maps {name!r} to {canon!r}, which must be a canonical "
+                "name (not tied itself)"
+            )
+        if blocks[index[name][0]].param_shape != blocks[index[canon][0]].param_shape:
+            raise ValueError(
+                f"pathnet.LayeredDAG: tied parameters {name!r} and {canon!r} differ in shape"
+            )
 
 
 def _as_bool_array(value: Any, name: str) -> np.ndarray:

@@ -173,9 +173,15 @@ def select(
     return mask
 
 
+#: Modules that register the built-in methods, imported on first need. "imp" trains, so
+#: pathnet.train registers it: named here, never imported by pathnet.select itself.
+PROVIDERS = ("pathnet.select.phew", "pathnet.select.synflow", "pathnet.select.baselines",
+             "pathnet.train.imp")  # fmt: skip
+
+
 def _load_builtin_methods() -> None:
     """Import the modules that register the built-in methods."""
     import importlib
 
-    for mod in ("phew", "synflow", "baselines", "imp"):
-        importlib.import_module(f"pathnet.select.{mod}")
+    for mod in PROVIDERS:
+        importlib.import_module(mod)

@@ -14,7 +14,7 @@ True
 >>> TrainConfig(lr=-1.0)
 Traceback (most recent call last):
 ...
-ValueError: pathnet.train.TrainConfig: lr must be a finite number > 0, got -1.0
+ValueError: pathnet.train.TrainConfig: lr must be positive (a finite number > 0), got -1.0
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class TrainConfig:
         metadata=_help("how the mask is held on the model: hard, parametrize, prune"),
     )
     augment: bool | None = field(
-        default=None, metadata=_help("random crop and flip (default: the data set's default)")
+        default=None, metadata=_help("random crop and flip (default: auto, the data set's default)")
     )
     amp: bool = field(default=False, metadata=_help("mixed precision (CUDA only)"))
     eval_batch_size: int = field(default=1024, metadata=_help("batch size of evaluation"))
@@ -90,10 +90,8 @@ class TrainConfig:
                 and (value > low if strict else value >= low)
             )
             if not ok:
-                rel = ">" if strict else ">="
-                raise ValueError(
-                    f"{_PREFIX}: {name} must be a finite number {rel} {low:g}, got {value!r}"
-                )
+                want = "positive (a finite number > 0)" if strict else "a finite number >= 0"
+                raise ValueError(f"{_PREFIX}: {name} must be {want}, got {value!r}")
             object.__setattr__(self, name, float(value))
         for name in ("nesterov", "amp"):
             if not isinstance(getattr(self, name), bool):
@@ -120,13 +118,21 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ helpers
     def resolved_milestones(self) -> tuple[int, ...]:
-        """The milestones in force: the given ones, or 50% and 75% of the epochs
-        (``epochs // 2`` and ``3 * epochs // 4``, those strictly between 0 and ``epochs``).
+        """The milestones in force: the given ones, or the default rule.
+
+        The default drops the lr at 50% and 75% of the run: epochs ``epochs // 2`` and
+        ``3 * epochs // 4`` (0-based; 80 and 120 of 160), keeping those strictly between 0
+        and ``epochs`` and each epoch once. So a short run never drops the lr twice at
+        the same epoch (100x at once): 2 epochs drop once, after the first; 3 epochs after
+        the first and the second; 1 epoch never.
+
+        >>> [TrainConfig(epochs=e).resolved_milestones() for e in (1, 2, 3, 4, 160)]
+        [(), (1,), (1, 2), (2, 3), (80, 120)]
         """
         if self.milestones is not None:
             return self.milestones
         e = self.epochs
-        return tuple(m for m in (e // 2, (3 * e) // 4) if 0 < m < e)
+        return tuple(sorted({m for m in (e // 2, (3 * e) // 4) if 0 < m < e}))
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied (validated again)."""
@@ -201,7 +207,8 @@ def add_arguments(
         shown = "50%% and 75%% of epochs" if f.name == "milestones" and default is None else default
         if isinstance(shown, tuple):
             shown = " ".join(map(str, shown))
-        kwargs: dict[str, Any] = {"default": None, "help": f"{text} (default {shown})"}
+        text = text if "default" in text else f"{text} (default {shown})"
+        kwargs: dict[str, Any] = {"default": None, "help": text}
         if f.name == "milestones":
             kwargs.update(type=int, nargs="+", metavar="EPOCH")
         elif f.name == "mask_mode":
@@ -214,9 +221,9 @@ def add_arguments(
         elif isinstance(f.default, bool):
             kwargs.update(type=_bool, metavar="BOOL")
         elif isinstance(f.default, int):
-            kwargs.update(type=int)
+            kwargs.update(type=int, metavar="N")
         else:
-            kwargs.update(type=float)
+            kwargs.update(type=float, metavar="X")
         parser.add_argument(_flag(f.name), dest=f"train_{f.name}", **kwargs)
     parser.set_defaults(_train_defaults=dict(defaults or {}))
 

@@ -1,11 +1,11 @@
 """Masked training with the PHEW paper's recipe, checkpointed every epoch and resumable.
 
-:func:`fit` trains a model, optionally under a :class:`~pathnet.Mask`, with SGD
-(Nesterov momentum 0.9, weight decay 1e-4, batch 128, lr 0.1 divided by 10 at 50% and
-75% of the epochs) on any torch device. Every epoch it writes the metrics
-(``metrics.csv``, ``metrics.json``) and a checkpoint (``checkpoint.pt``: model,
-optimizer, scheduler, AMP scaler, the torch/numpy/python random states and the
-data-order position, the history) atomically into ``out_dir``; ``resume=True`` picks the
+:func:`fit` trains a model, optionally under a :class:`~pathnet.Mask`, with the
+hyper-parameters of a :class:`~pathnet.train.config.TrainConfig` (by default the paper's
+SGD: Nesterov momentum 0.9, weight decay 1e-4, batch 128, lr 0.1 divided by 10 at 50% and
+75% of the epochs) on any torch device, using the loop of :mod:`pathnet.train.loop`.
+Every epoch it writes the metrics (``metrics.csv``, ``metrics.json``) and a checkpoint
+(:mod:`pathnet.train.checkpoint`) atomically into ``out_dir``; ``resume=True`` picks the
 run up from that checkpoint and, on the CPU, finishes it bitwise identical to a run that
 was never interrupted.
 
@@ -24,33 +24,53 @@ True
 from __future__ import annotations
 
 import copy
-import csv
-import hashlib
-import io
-import json
-import math
-import random
-import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pathnet._io import atomic_write_bytes
-from pathnet._random import SeedLike, make_rng
-from pathnet.data import Dataset, loader
-from pathnet.mask import Mask, MaskMode, apply_mask
+from pathnet._random import SeedLike
+from pathnet.mask import Mask, apply_mask
+from pathnet.train.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    IsolatedRNG,
+    checkpoint_errors,
+    config_diff,
+    load_checkpoint,
+    mask_fingerprint,
+    own_copy,
+    restore_model,
+    restore_training,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+    write_metrics,
+)
+from pathnet.train.config import TrainConfig
+from pathnet.train.loop import (
+    DataLike,
+    check_data,
+    evaluate,
+    make_batches,
+    make_optimizer,
+    n_samples,
+    resolve_device,
+    resolve_seed,
+    run_epoch,
+    to_device,
+)
 
 __all__ = [
     "CHECKPOINT_NAME",
     "CheckpointError",
     "FitResult",
+    "build_config",
     "evaluate",
     "fit",
     "load_checkpoint",
@@ -59,18 +79,6 @@ __all__ = [
 ]
 
 _PREFIX = "pathnet.train.fit"
-_FORMAT = "pathnet-checkpoint"
-_VERSION = 1
-
-#: File name of the checkpoint inside ``out_dir``.
-CHECKPOINT_NAME = "checkpoint.pt"
-_METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "time_s")
-
-DataLike = Dataset | tuple[Tensor, Tensor]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed from: truncated, foreign, or not pathnet's."""
 
 
 @dataclass
@@ -149,343 +157,115 @@ class FitResult:
         }
 
 
-# --------------------------------------------------------------------------------------
-# Devices and data.
-# --------------------------------------------------------------------------------------
+def build_config(
+    config: TrainConfig | None, overrides: Mapping[str, Any], what: str
+) -> TrainConfig:
+    """``config`` (default ``TrainConfig()``) with ``overrides`` (field names) applied.
 
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or None) is CUDA when available, else the CPU; anything else as given.
-
-    Raises ``ValueError`` for a CUDA device when CUDA is not available.
-
-    >>> resolve_device("cpu")
-    device(type='cpu')
+    >>> build_config(None, {"epochs": 3}, "fit").epochs
+    3
     """
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"{_PREFIX}: device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, "
-            f"got {device!r}"
-        ) from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"{_PREFIX}: device {device!r} asked for, but CUDA is not available")
-        if dev.index is None:  # "cuda" -> "cuda:N", so that device comparisons hold
-            dev = torch.device("cuda", torch.cuda.current_device())
-    return dev
-
-
-class _TensorBatches:
-    """Batches of an ``(x, y)`` pair, ordered like :class:`pathnet.data.BatchLoader`.
-
-    Pass ``k`` draws its order from a generator seeded with ``(seed, k)``; no augmentation.
-    """
-
-    def __init__(
-        self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int, device: torch.device
-    ) -> None:
-        self.x, self.y = x, y
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.device = device
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.y) / self.batch_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        epoch = self.epoch
-        self.epoch += 1
-        n = len(self.y)
-        if self.shuffle:
-            state = np.random.SeedSequence([self.seed, epoch]).generate_state(2, dtype=np.uint32)
-            gen = torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
-            order = torch.randperm(n, generator=gen)
-        else:
-            order = torch.arange(n)
-        order = order.to(self.x.device)
-        for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
-            yield (
-                self.x[idx].to(self.device, non_blocking=True),
-                self.y[idx].to(self.device, non_blocking=True),
-            )
-
-
-def _check_data(data: Any, what: str) -> DataLike:
-    if isinstance(data, Dataset):
-        if len(data) == 0:
-            raise ValueError(f"{_PREFIX}: {what} is empty")
-        return data
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = data
-        if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-            raise TypeError(f"{_PREFIX}: {what} must be a Dataset or a tuple (x, y) of tensors")
-        if not x.is_floating_point():
-            raise ValueError(f"{_PREFIX}: {what} inputs must be floating point, got {x.dtype}")
-        if y.dim() != 1 or y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise ValueError(
-                f"{_PREFIX}: {what} labels must be a 1-D integer tensor, got "
-                f"{y.dtype} of shape {tuple(y.shape)}"
-            )
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"{_PREFIX}: {what} has {x.shape[0]} inputs but {y.shape[0]} labels")
-        if y.shape[0] == 0:
-            raise ValueError(f"{_PREFIX}: {what} is empty")
-        return (x, y.long())
-    raise TypeError(
-        f"{_PREFIX}: {what} must be a pathnet Dataset or a tuple (x, y) of tensors, got "
-        f"{type(data).__name__}"
-    )
-
-
-def _batches(
-    data: DataLike,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    seed: int,
-    augment: bool | None,
-    device: torch.device,
-) -> Any:
-    data = _to_device(data, device)
-    if isinstance(data, Dataset):
-        return loader(
-            data, batch_size=batch_size, shuffle=shuffle, seed=seed, augment=augment, device=device
+    if config is not None and not isinstance(config, TrainConfig):
+        raise TypeError(
+            f"pathnet.train.{what}: config must be a TrainConfig, got {type(config).__name__}"
         )
-    if augment:
-        raise ValueError(
-            f"{_PREFIX}: augment=True needs a pathnet Dataset (CIFAR-style crops and flips); "
-            f"tuples (x, y) are used as they are"
+    unknown = sorted(set(overrides) - set(TrainConfig.field_names()))
+    if unknown:
+        raise TypeError(
+            f"pathnet.train.{what}: unexpected keyword argument(s) {', '.join(unknown)}; "
+            f"training options are {', '.join(TrainConfig.field_names())}"
         )
-    x, y = data
-    return _TensorBatches(x, y, batch_size, shuffle, seed, device)
+    base = config if config is not None else TrainConfig()
+    return base.replace(**overrides) if overrides else base
 
 
-def _to_device(data: DataLike, device: torch.device) -> DataLike:
-    """Move a whole data set to an accelerator once, so that batches need no copies."""
-    if device.type == "cpu":
-        return data
-    if isinstance(data, Dataset):
-        return data if data.images.device == device else data.to(device)
-    x, y = data
-    return (x.to(device), y.to(device))
-
-
-def _n_samples(data: DataLike) -> int:
-    return len(data) if isinstance(data, Dataset) else int(data[1].shape[0])
-
-
-def _autocast(device: torch.device, amp: bool) -> Any:
-    if amp:
-        return torch.autocast(device_type=device.type, dtype=torch.float16)
-    return torch.autocast(device_type=device.type, enabled=False)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    data: DataLike,
-    *,
-    batch_size: int = 1024,
-    device: str | torch.device | None = None,
-    amp: bool = False,
-) -> tuple[float, float]:
-    """Mean cross-entropy loss and accuracy of ``model`` on ``data``, in eval mode.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-    data : Dataset or tuple (x, y) of tensors
-    batch_size : int, default 1024
-    device : str or torch.device, optional
-        Default: the device of the model's first parameter.
-    amp : bool, default False
-        float16 autocast (CUDA only).
-
-    Returns
-    -------
-    (loss, accuracy) : tuple of float
-    """
-    data = _check_data(data, "data")
-    if device is None:
-        p = next(model.parameters(), None)
-        dev = p.device if p is not None else torch.device("cpu")
-    else:
-        dev = resolve_device(device)
-    was_training = model.training
-    model.eval()
-    total_loss = torch.zeros((), dtype=torch.float64, device=dev)
-    correct = torch.zeros((), dtype=torch.int64, device=dev)
-    try:
-        for x, y in _batches(data, batch_size, shuffle=False, seed=0, augment=False, device=dev):
-            with _autocast(dev, amp and dev.type == "cuda"):
-                out = model(x)
-            total_loss += F.cross_entropy(out.float(), y, reduction="sum").double()
-            correct += (out.argmax(1) == y).sum()
-    finally:
-        model.train(was_training)
-    n = _n_samples(data)
-    return float(total_loss) / n, int(correct) / n
-
-
-# --------------------------------------------------------------------------------------
-# Random states, checkpoints, metrics files.
-# --------------------------------------------------------------------------------------
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    np_state = np.random.get_state(legacy=False)  # noqa: NPY002 (the global state)
-    np_state = {
-        **np_state,
-        "state": {**np_state["state"], "key": np_state["state"]["key"].tolist()},
-    }
+def run_config(
+    cfg: TrainConfig, *, mask: Mask | None, seed: int, amp: bool, n_train: int
+) -> dict[str, Any]:
+    """What a checkpoint records of its run: the config's fields, the milestones in
+    force, the effective ``amp``, the mask's fingerprint, the seed and the data size."""
     return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "numpy": np_state,
-        "python": random.getstate(),
+        **cfg.to_dict(),
+        "milestones": list(cfg.resolved_milestones()),
+        "amp": amp,
+        "mask": mask_fingerprint(mask),
+        "seed": seed,
+        "n_train": n_train,
     }
 
 
-def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and state.get("cuda") is not None:
-        torch.cuda.set_rng_state(state["cuda"], device)
-    np.random.set_state(state["numpy"])  # noqa: NPY002
-    random.setstate(state["python"])
+@dataclass
+class _Run:
+    """One call of :func:`fit`, its arguments checked."""
+
+    cfg: TrainConfig
+    model: nn.Module
+    mask: Mask | None
+    train: DataLike
+    test: DataLike | None
+    dev: torch.device
+    amp: bool
+    seed: int
+    out: Path | None
+    saved: dict[str, Any] | None
+    record: dict[str, Any]
+
+    @property
+    def ckpt_path(self) -> Path | None:
+        return self.out / CHECKPOINT_NAME if self.out is not None else None
 
 
-def _seed_everything(seed: int) -> None:
-    """Seed torch (dropout and anything else on the global generators), numpy, python."""
-    ss = np.random.SeedSequence([seed, 0x7061746E])  # "patn": independent of the data order
-    s_torch, s_np, s_py = (int(s) for s in ss.generate_state(3, dtype=np.uint32))
-    torch.manual_seed(s_torch)
-    np.random.seed(s_np)  # noqa: NPY002
-    random.seed(s_py)
-
-
-class _IsolatedRNG:
-    """Restore the caller's global torch, CUDA, numpy and python random states on exit."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    def __enter__(self) -> _IsolatedRNG:
-        self.saved = _rng_state(self.device)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _set_rng_state(self.saved, self.device)
-
-
-def mask_fingerprint(mask: Mapping[str, Tensor] | None) -> str | None:
-    """SHA-256 of a mask's names, shapes and bits (None for no mask)."""
-    if mask is None:
-        return None
-    h = hashlib.sha256()
-    for name in sorted(mask):
-        t = torch.as_tensor(mask[name]).detach().cpu().bool()
-        h.update(name.encode() + b"\0" + repr(tuple(t.shape)).encode() + b"\0")
-        h.update(np.packbits(t.numpy().ravel()).tobytes())
-    return h.hexdigest()
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`fit`, never executing pickled code.
-
-    Raises
-    ------
-    CheckpointError
-        If the file is missing, truncated, corrupt, or not a pathnet checkpoint.
-    """
-    path = Path(path)
-    hint = (
-        "delete it (or choose another out_dir) to start over, or pass resume=False to overwrite it"
-    )
-    if not path.is_file():
-        raise CheckpointError(f"{_PREFIX}: no checkpoint at {str(path)!r}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types on damaged files
-        raise CheckpointError(
-            f"{_PREFIX}: cannot read checkpoint {str(path)!r}: it is truncated or corrupt "
-            f"({type(exc).__name__}: {exc}); {hint}"
-        ) from exc
-    if not isinstance(state, dict) or state.get("format") != _FORMAT:
-        raise CheckpointError(f"{_PREFIX}: {str(path)!r} is not a pathnet checkpoint; {hint}")
-    if int(state.get("version", -1)) > _VERSION:
-        raise CheckpointError(
-            f"{_PREFIX}: {str(path)!r} has checkpoint version {state.get('version')}; this "
-            f"pathnet reads up to {_VERSION}"
+def _prepare(
+    model: nn.Module,
+    mask: Mapping[str, Tensor] | None,
+    train_data: Any,
+    test_data: Any,
+    cfg: TrainConfig,
+    *,
+    seed: SeedLike,
+    device: Any,
+    out_dir: str | Path | None,
+    resume: bool,
+) -> _Run:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{_PREFIX}: model must be a torch.nn.Module, got {type(model).__name__}")
+    train = check_data(train_data, "train_data")
+    test = check_data(test_data, "test_data") if test_data is not None else None
+    dev = resolve_device(device)
+    # On an accelerator the data sets are moved there once (they are preloaded tensors).
+    train = to_device(train, dev)
+    test = to_device(test, dev) if test is not None else None
+    use_amp = cfg.amp
+    if use_amp and dev.type != "cuda":
+        warnings.warn(
+            f"{_PREFIX}: amp=True needs CUDA; training in float32 on {dev}",
+            RuntimeWarning,
+            stacklevel=3,
         )
-    missing = [
-        k
-        for k in ("epoch", "step", "config", "model", "optimizer", "scheduler", "rng", "history")
-        if k not in state
-    ]
-    if missing:
-        raise CheckpointError(
-            f"{_PREFIX}: checkpoint {str(path)!r} lacks {missing}; it is damaged. {hint}"
-        )
-    return state
-
-
-def _finite(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def _write_metrics(out_dir: Path, history: list[dict[str, Any]], summary: dict[str, Any]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(_METRIC_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in _METRIC_COLUMNS})
-    atomic_write_bytes(out_dir / "metrics.csv", buf.getvalue().encode())
-    doc = {**summary, "history": [{k: _finite(v) for k, v in r.items()} for r in history]}
-    atomic_write_bytes(out_dir / "metrics.json", (json.dumps(doc, indent=1) + "\n").encode())
-
-
-def _config_diff(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
-    keys = sorted(set(saved) | set(now))
-    return [
-        f"{k}: {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now"
-        for k in keys
-        if saved.get(k) != now.get(k)
-    ]
-
-
-def _default_milestones(epochs: int) -> list[int]:
-    """Epochs (0-based) at which the lr drops: 50% and 75% of the run (80, 120 of 160)."""
-    return [m for m in (epochs // 2, (3 * epochs) // 4) if 0 < m < epochs]
-
-
-def _resolve_seed(seed: SeedLike) -> int:
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        make_rng(int(seed))  # validates (non-negative)
-        return int(seed)
-    return int(make_rng(seed).integers(0, 2**31 - 1))
-
-
-# --------------------------------------------------------------------------------------
-# Training.
-# --------------------------------------------------------------------------------------
+        use_amp = False
+    m = None
+    if mask is not None:
+        # A private copy: the model may write into the tensors it is given (a resume does).
+        m = own_copy(mask if isinstance(mask, Mask) else Mask(mask))
+        m.check(model)
+    if resume and out_dir is None:
+        raise ValueError(f"{_PREFIX}: resume=True needs the out_dir of the run to resume")
+    out = Path(out_dir) if out_dir is not None else None
+    saved = None
+    if resume and out is not None and (out / CHECKPOINT_NAME).exists():
+        saved = load_checkpoint(out / CHECKPOINT_NAME)
+    seed_int = int(saved["config"]["seed"]) if saved is not None and seed is None else None
+    seed_int = resolve_seed(seed) if seed_int is None else seed_int
+    record = run_config(cfg, mask=m, seed=seed_int, amp=use_amp, n_train=n_samples(train))
+    if saved is not None:
+        diff = config_diff(saved["config"], record, completed=saved["epoch"])
+        if diff:
+            raise ValueError(
+                f"{_PREFIX}: the checkpoint in {str(out)!r} is of a run with other settings ("
+                + "; ".join(diff)
+                + "); use another out_dir, or resume=False to start over"
+            )
+    return _Run(cfg, model, m, train, test, dev, use_amp, seed_int, out, saved, record)
 
 
 def fit(
@@ -494,26 +274,16 @@ def fit(
     train_data: DataLike,
     test_data: DataLike | None = None,
     *,
-    epochs: int = 160,
-    batch_size: int = 128,
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    nesterov: bool = True,
-    weight_decay: float = 1e-4,
-    milestones: Sequence[int] | None = None,
-    gamma: float = 0.1,
-    mask_mode: MaskMode = "hard",
+    config: TrainConfig | None = None,
     seed: SeedLike = None,
     device: str | torch.device | None = "auto",
-    amp: bool = False,
-    augment: bool | None = None,
-    eval_batch_size: int = 1024,
     out_dir: str | Path | None = None,
     resume: bool = False,
     stop_after: int | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
     step_callback: Callable[[int, nn.Module], None] | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
+    **overrides: Any,
 ) -> FitResult:
     """Train ``model`` under ``mask`` with the PHEW paper's recipe.
 
@@ -532,42 +302,40 @@ def fit(
     train_data, test_data : Dataset or tuple (x, y) of tensors
         A :class:`pathnet.data.Dataset`, or float inputs with integer labels.
         ``test_data`` is evaluated after every epoch; optional.
-    epochs : int, default 160
-    batch_size : int, default 128
-    lr, momentum, nesterov, weight_decay : default 0.1, 0.9, True, 1e-4
-        SGD hyper-parameters.
-    milestones : sequence of int, optional
-        Epochs (0-based) at which the lr is multiplied by ``gamma``; default
-        ``[epochs // 2, 3 * epochs // 4]`` (80 and 120 of 160).
-    gamma : float, default 0.1
-    mask_mode : {"hard", "parametrize", "prune"}, default "hard"
-        How the mask is applied (:func:`pathnet.apply_mask`); the trained model keeps
-        it. ``"hard"`` leaves plain ``weight`` parameters, so checkpoints load into an
-        unmasked model and match those of :func:`pathnet.train.ddp.fit_ddp`, and it is
-        the fastest.
+    config : TrainConfig, optional
+        The training hyper-parameters (default: the paper's recipe, ``TrainConfig()``).
+    **overrides
+        Any :class:`~pathnet.train.config.TrainConfig` field given by name replaces the
+        config's: ``epochs`` (160), ``batch_size`` (128), ``lr``, ``momentum``,
+        ``nesterov``, ``weight_decay`` (0.1, 0.9, True, 1e-4), ``milestones`` (epochs,
+        0-based, at which the lr is multiplied by ``gamma``; default
+        :meth:`TrainConfig.resolved_milestones`), ``gamma`` (0.1), ``mask_mode``
+        (``"hard"``), ``amp``, ``augment``, ``eval_batch_size``. ``mask_mode`` says how
+        the mask is applied (:func:`pathnet.apply_mask`); ``"hard"`` leaves plain
+        ``weight`` parameters, so checkpoints load into an unmasked model and match those
+        of :func:`pathnet.train.ddp.fit_ddp`, and it is the fastest. ``amp`` (float16
+        mixed precision) needs CUDA and is ignored with a warning elsewhere. ``augment``
+        (random crops and flips) defaults to :attr:`Dataset.default_augment`; tuples
+        ``(x, y)`` are never augmented. On an accelerator, ``train_data`` and
+        ``test_data`` are copied to its memory once, for the whole run.
     seed : int, numpy Generator or None
         Seed of data order, augmentation and dropout (and of the numpy and python
         generators during training). None draws one; it is in ``result.seed``.
     device : "auto", "cpu", "cuda", "cuda:N" or torch.device, default "auto"
         "auto" is CUDA when available. Results are bitwise reproducible on the CPU; on
         CUDA only if you also enable ``torch.use_deterministic_algorithms``.
-    amp : bool, default False
-        float16 mixed precision with a gradient scaler; CUDA only, ignored with a
-        warning elsewhere.
-    augment : bool, optional
-        Random crops and flips; default :attr:`Dataset.default_augment` (CIFAR and
-        Tiny-ImageNet training splits). Tuples ``(x, y)`` are never augmented.
-    eval_batch_size : int, default 1024
-        On an accelerator, ``train_data`` and ``test_data`` are copied to its memory
-        once, for the whole run.
     out_dir : str or pathlib.Path, optional
         Where ``metrics.csv``, ``metrics.json`` and ``checkpoint.pt`` are written
         (atomically, every epoch). None writes nothing.
     resume : bool, default False
         Continue from ``out_dir/checkpoint.pt`` when it exists (a finished run is
         returned as it is, its weights loaded into ``model``). ``model`` must be built
-        the same way as for the interrupted run; its weights are replaced. Without
-        ``resume`` an existing checkpoint is overwritten.
+        the same way as for the interrupted run; its weights are replaced and the mask
+        is applied again after loading (the checkpoint's own mask buffers never count).
+        The settings must be the checkpoint's, except that a run may be extended: a
+        larger ``epochs``, and milestones changed at epochs not yet trained (see
+        :func:`pathnet.train.checkpoint.config_diff`); the remaining epochs follow the
+        new schedule. Without ``resume`` an existing checkpoint is overwritten.
     stop_after : int, optional
         Stop once this many epochs (counted from the start of the run) are complete,
         leaving a checkpoint to resume from; ``result.completed`` is then False.
@@ -577,8 +345,9 @@ def fit(
     step_callback : callable, optional
         ``step_callback(step, model)`` after every optimizer step, ``step`` counting
         from 1 over the whole run (used by IMP to rewind to iteration k).
-    progress : bool, default True
-        A tqdm progress bar on stderr.
+    progress : bool or str, default True
+        A tqdm progress bar on stderr; a string labels it (``pathnet imp`` passes
+        ``"round k/N"``).
 
     Returns
     -------
@@ -590,8 +359,10 @@ def fit(
     CheckpointError
         ``resume=True`` and the checkpoint is truncated, corrupt or not pathnet's.
     ValueError
-        Bad arguments, or a checkpoint written with other settings (seed, epochs,
+        Bad arguments, or a checkpoint written with other settings (seed, fewer epochs,
         hyper-parameters, mask, data size).
+    TypeError
+        An unknown keyword argument.
 
     Examples
     --------
@@ -606,223 +377,80 @@ def fit(
     >>> bool((model[1].weight[~keep["1.weight"]] == 0).all())
     True
     """
-    # ---- arguments
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{_PREFIX}: model must be a torch.nn.Module, got {type(model).__name__}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or int(value) != value or value < 1:
-            raise ValueError(f"{_PREFIX}: {name} must be a positive integer, got {value!r}")
-    if isinstance(eval_batch_size, bool) or int(eval_batch_size) < 1:
-        raise ValueError(f"{_PREFIX}: eval_batch_size must be a positive integer")
+    cfg = build_config(config, overrides, "fit")
     if stop_after is not None and (isinstance(stop_after, bool) or int(stop_after) < 1):
         raise ValueError(f"{_PREFIX}: stop_after must be a positive integer, got {stop_after!r}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"{_PREFIX}: lr must be positive, got {lr!r}")
-    if mask_mode not in ("hard", "parametrize", "prune"):
-        raise ValueError(
-            f"{_PREFIX}: mask_mode must be 'hard', 'parametrize' or 'prune', got {mask_mode!r}"
-        )
-    epochs = int(epochs)
-    ms = _default_milestones(epochs) if milestones is None else sorted(int(m) for m in milestones)
-    if any(m < 0 for m in ms):
-        raise ValueError(f"{_PREFIX}: milestones must be epochs >= 0, got {ms}")
-    train = _check_data(train_data, "train_data")
-    test = _check_data(test_data, "test_data") if test_data is not None else None
-    dev = resolve_device(device)
-    # On an accelerator the data sets are moved there once (they are preloaded tensors).
-    train = _to_device(train, dev)
-    test = _to_device(test, dev) if test is not None else None
-    use_amp = bool(amp)
-    if use_amp and dev.type != "cuda":
-        warnings.warn(
-            f"{_PREFIX}: amp=True needs CUDA; training in float32 on {dev}",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        use_amp = False
-    m = None
-    if mask is not None:
-        m = mask if isinstance(mask, Mask) else Mask(mask)
-        m.check(model)
-    if resume and out_dir is None:
-        raise ValueError(f"{_PREFIX}: resume=True needs the out_dir of the run to resume")
-    out = Path(out_dir) if out_dir is not None else None
-    ckpt_path = out / CHECKPOINT_NAME if out is not None else None
+    run = _prepare(
+        model,
+        mask,
+        train_data,
+        test_data,
+        cfg,
+        seed=seed,
+        device=device,
+        out_dir=out_dir,
+        resume=resume,
+    )
+    end = cfg.epochs if stop_after is None else min(cfg.epochs, int(stop_after))
+    return _train(run, end, callback=callback, step_callback=step_callback, progress=progress)
 
-    saved: dict[str, Any] | None = None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        saved = load_checkpoint(ckpt_path)
-    if saved is not None and seed is None:
-        seed_int = int(saved["config"]["seed"])
-    else:
-        seed_int = _resolve_seed(seed)
 
-    config: dict[str, Any] = {
-        "epochs": epochs,
-        "batch_size": int(batch_size),
-        "lr": float(lr),
-        "momentum": float(momentum),
-        "nesterov": bool(nesterov),
-        "weight_decay": float(weight_decay),
-        "milestones": ms,
-        "gamma": float(gamma),
-        "mask_mode": mask_mode,
-        "mask": mask_fingerprint(m),
-        "seed": seed_int,
-        "augment": augment,
-        "amp": use_amp,
-        "n_train": _n_samples(train),
-    }
-    if saved is not None:
-        diff = _config_diff(saved["config"], config)
-        if diff:
-            raise ValueError(
-                f"{_PREFIX}: the checkpoint in {str(out)!r} is of a run with other settings ("
-                + "; ".join(diff)
-                + "); use another out_dir, or resume=False to start over"
-            )
-
-    # ---- model, optimizer, schedule
+def _train(
+    run: _Run,
+    end_epoch: int,
+    *,
+    callback: Callable[[dict[str, Any]], None] | None,
+    step_callback: Callable[[int, nn.Module], None] | None,
+    progress: bool | str,
+) -> FitResult:
+    cfg, model, dev, saved = run.cfg, run.model, run.dev, run.saved
     model.to(dev)
-    if m is not None:
-        apply_mask(model, m, mode=mask_mode)
+    if run.mask is not None:
+        apply_mask(model, own_copy(run.mask), mode=cfg.mask_mode)
+    if saved is not None:
+        restore_model(model, saved, run.mask, cfg.mask_mode, run.ckpt_path)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params,
-        lr=lr,
-        momentum=momentum,
-        nesterov=nesterov and momentum > 0,
-        weight_decay=weight_decay,
+    optimizer, scheduler, scaler = make_optimizer(params, cfg, amp=run.amp)
+    batches = make_batches(
+        run.train, cfg.batch_size, shuffle=True, seed=run.seed, augment=cfg.augment, device=dev
     )
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=ms, gamma=gamma)
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    batches = _batches(
-        train, int(batch_size), shuffle=True, seed=seed_int, augment=augment, device=dev
-    )
-
-    with _IsolatedRNG(dev):
+    with IsolatedRNG(dev):
         history: list[dict[str, Any]] = []
-        start_epoch, step = 0, 0
+        start, step = 0, 0
         if saved is not None:
-            try:
-                model.load_state_dict(saved["model"])
-                optimizer.load_state_dict(saved["optimizer"])
-                scheduler.load_state_dict(saved["scheduler"])
-                if scaler is not None and saved.get("scaler") is not None:
-                    scaler.load_state_dict(saved["scaler"])
-            except (RuntimeError, ValueError, KeyError) as exc:
-                raise CheckpointError(
-                    f"{_PREFIX}: checkpoint {str(ckpt_path)!r} does not fit this model or "
-                    f"mask mode: {exc}"
-                ) from exc
-            _set_rng_state(saved["rng"], dev)
-            history = [dict(r) for r in saved["history"]]
-            start_epoch, step = int(saved["epoch"]), int(saved["step"])
-            batches.set_epoch(int(saved["rng"].get("data_epoch", start_epoch)))
+            history, start, step = _restore(run, optimizer, scheduler, scaler, batches)
         else:
-            _seed_everything(seed_int)
-        resumed_from = start_epoch if saved is not None else None
+            seed_everything(run.seed)
+        label = progress if isinstance(progress, str) else "fit"
+        pbar = _progress_bar(bool(progress), (end_epoch - start) * len(batches), label)
 
-        end_epoch = epochs if stop_after is None else min(epochs, int(stop_after))
-        summary = {"config": config, "device": str(dev)}
-        if saved is not None and out is not None:
-            # A run killed between its checkpoint and its metrics files left them one epoch
-            # behind; the checkpoint's history is complete, so write them from it.
-            _write_metrics(
-                out,
-                history,
-                {**summary, "epochs_completed": start_epoch, "completed": start_epoch == epochs},
-            )
-        pbar = None
-        if progress and start_epoch < end_epoch:
-            from tqdm import tqdm
+        def on_step(k: int) -> None:
+            if step_callback is not None:
+                step_callback(k, model)
+            if pbar is not None:
+                pbar.update(1)
 
-            pbar = tqdm(
-                total=(end_epoch - start_epoch) * len(batches),
-                desc="fit",
-                unit="batch",
-                dynamic_ncols=True,
-            )
         try:
-            for epoch in range(start_epoch, end_epoch):
-                t0 = time.perf_counter()
-                batches.set_epoch(epoch)
-                epoch_lr = float(optimizer.param_groups[0]["lr"])
-                model.train()
-                loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-                correct = torch.zeros((), dtype=torch.int64, device=dev)
-                seen = 0
-                for x, y in batches:
-                    with _autocast(dev, use_amp):
-                        logits = model(x)
-                        loss = F.cross_entropy(logits.float(), y)
-                    optimizer.zero_grad(set_to_none=True)
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        loss.backward()
-                        optimizer.step()
-                    step += 1
-                    n = int(y.shape[0])
-                    seen += n
-                    loss_sum += loss.detach().double() * n
-                    correct += (logits.detach().argmax(1) == y).sum()
-                    if step_callback is not None:
-                        step_callback(step, model)
-                    if pbar is not None:
-                        pbar.update(1)
-                scheduler.step()
-                row: dict[str, Any] = {
-                    "epoch": epoch + 1,
-                    "lr": epoch_lr,
-                    "train_loss": float(loss_sum) / seen,
-                    "train_acc": int(correct) / seen,
-                    "test_loss": None,
-                    "test_acc": None,
-                }
-                if test is not None:
-                    row["test_loss"], row["test_acc"] = evaluate(
-                        model, test, batch_size=int(eval_batch_size), device=dev, amp=use_amp
-                    )
-                row["time_s"] = time.perf_counter() - t0
+            for epoch in range(start, end_epoch):
+                row, step = run_epoch(
+                    model,
+                    batches,
+                    optimizer,
+                    scheduler,
+                    epoch=epoch,
+                    device=dev,
+                    amp=run.amp,
+                    scaler=scaler,
+                    test=run.test,
+                    eval_model=model,
+                    eval_batch_size=cfg.eval_batch_size,
+                    on_step=on_step,
+                    step=step,
+                )
                 history.append(row)
-                if pbar is not None:
-                    pbar.set_description(f"fit {epoch + 1}/{epochs}")
-                    post = {"loss": f"{row['train_loss']:.3f}", "acc": f"{row['train_acc']:.3f}"}
-                    if row["test_acc"] is not None:
-                        post["test"] = f"{row['test_acc']:.3f}"
-                    pbar.set_postfix(post)
-                if out is not None:
-                    assert ckpt_path is not None
-                    rng = _rng_state(dev)
-                    rng["data_epoch"] = epoch + 1
-                    _save_checkpoint(
-                        ckpt_path,
-                        {
-                            "format": _FORMAT,
-                            "version": _VERSION,
-                            "epoch": epoch + 1,
-                            "step": step,
-                            "config": config,
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(),
-                            "scaler": scaler.state_dict() if scaler is not None else None,
-                            "rng": rng,
-                            "history": history,
-                        },
-                    )
-                    _write_metrics(
-                        out,
-                        history,
-                        {
-                            **summary,
-                            "epochs_completed": epoch + 1,
-                            "completed": epoch + 1 == epochs,
-                        },
-                    )
+                _describe(pbar, row, cfg.epochs, label)
+                if run.out is not None:
+                    _save(run, history, step, optimizer, scheduler, scaler)
                 if callback is not None:
                     callback(dict(row))
         finally:
@@ -833,12 +461,100 @@ def fit(
     return FitResult(
         history=copy.deepcopy(history),
         model=model,
-        epochs=epochs,
+        epochs=cfg.epochs,
         epochs_completed=done,
-        epochs_run=done - start_epoch,
-        resumed_from=resumed_from,
-        completed=done >= epochs,
-        seed=seed_int,
+        epochs_run=done - start,
+        resumed_from=start if saved is not None else None,
+        completed=done >= cfg.epochs,
+        seed=run.seed,
         device=str(dev),
-        out_dir=out,
+        out_dir=run.out,
     )
+
+
+def _restore(
+    run: _Run, optimizer: Any, scheduler: Any, scaler: Any, batches: Any
+) -> tuple[list[dict[str, Any]], int, int]:
+    """The checkpoint's optimizer, schedule, random and data-order states; its history."""
+    saved = run.saved
+    assert saved is not None
+    cfg = run.cfg
+    restore_training(
+        saved,
+        optimizer,
+        scheduler,
+        scaler,
+        milestones=cfg.resolved_milestones(),
+        gamma=cfg.gamma,
+        path=run.ckpt_path,
+    )
+    with checkpoint_errors(run.ckpt_path):
+        set_rng_state(saved["rng"], run.dev)
+        batches.set_epoch(int(saved["rng"].get("data_epoch", saved["epoch"])))
+    history = [dict(r) for r in saved["history"]]
+    start = int(saved["epoch"])
+    if run.out is not None:
+        # A run killed between its checkpoint and its metrics files left them one epoch
+        # behind; the checkpoint's history is complete, so write them from it.
+        _write_metrics(run, history, start)
+    return history, start, int(saved["step"])
+
+
+def _save(
+    run: _Run,
+    history: list[dict[str, Any]],
+    step: int,
+    optimizer: Any,
+    scheduler: Any,
+    scaler: Any,
+) -> None:
+    """The checkpoint after epoch ``len(history)``, then the metrics files."""
+    assert run.ckpt_path is not None
+    done = len(history)
+    rng = rng_state(run.dev)
+    rng["data_epoch"] = done
+    save_checkpoint(
+        run.ckpt_path,
+        {
+            "epoch": done,
+            "step": step,
+            "config": run.record,
+            "model": run.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": rng,
+            "history": history,
+        },
+    )
+    _write_metrics(run, history, done)
+
+
+def _write_metrics(run: _Run, history: list[dict[str, Any]], done: int) -> None:
+    assert run.out is not None
+    summary = {
+        "config": run.record,
+        "device": str(run.dev),
+        "epochs_completed": done,
+        "completed": done == run.cfg.epochs,
+    }
+    write_metrics(run.out, history, summary)
+
+
+def _progress_bar(progress: bool, total: int, desc: str = "fit") -> Any:
+    if not progress or total <= 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", dynamic_ncols=True)
+
+
+def _describe(pbar: Any, row: Mapping[str, Any], epochs: int, label: str) -> None:
+    if pbar is None:
+        return
+    epoch = f"{row['epoch']}/{epochs}"
+    pbar.set_description(f"fit {epoch}" if label == "fit" else f"{label}, epoch {epoch}")
+    post = {"loss": f"{row['train_loss']:.3f}", "acc": f"{row['train_acc']:.3f}"}
+    if row["test_acc"] is not None:
+        post["test"] = f"{row['test_acc']:.3f}"
+    pbar.set_postfix(post)

@@ -23,30 +23,34 @@ interrupted from its checkpoint (``train_01/``, ...).
 from __future__ import annotations
 
 import copy
-import hashlib
-import io
 import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
-from pathnet._io import atomic_write_bytes
+from pathnet._io import atomic_write_bytes, check_header, hash_tensors
 from pathnet._random import SeedLike
+from pathnet.graph import LayeredDAG
 from pathnet.mask import Mask, MaskFileError, prunable_parameters
-from pathnet.train.fit import CheckpointError, DataLike, _resolve_seed, fit
+from pathnet.select.registry import register, target_count
+from pathnet.train.checkpoint import CheckpointError, read_torch_file, write_torch_file
+from pathnet.train.config import TrainConfig
+from pathnet.train.fit import DataLike, build_config, fit
+from pathnet.train.loop import resolve_seed
+from pathnet.train.pruning import imp_schedule, layer_counts, magnitude_mask
 
-__all__ = ["ImpResult", "imp", "imp_schedule", "layer_counts", "magnitude_mask"]
+__all__ = ["ImpResult", "imp", "imp_schedule", "imp_select", "layer_counts", "magnitude_mask"]
 
 _PREFIX = "pathnet.train.imp"
 _FORMAT = "pathnet-imp"
 _VERSION = 1
 _STATE = "imp.json"
 _REWIND = "rewind.pt"
+_REWIND_FORMAT = "pathnet-imp-rewind"
 # fit() options imp() sets itself.
 _RESERVED = (
     "epochs",
@@ -58,8 +62,8 @@ _RESERVED = (
     "step_callback",
     "callback",
 )
-# fit() options that do not change the result, so may differ when resuming.
-_COSMETIC = ("device", "progress", "eval_batch_size")
+# TrainConfig fields recorded apart (epochs, mask_mode) or that do not change the result.
+_NOT_RECORDED = ("epochs", "mask_mode", "eval_batch_size")
 
 
 class ImpResult(list[Mask]):
@@ -115,214 +119,33 @@ class ImpResult(list[Mask]):
         return [m.density for m in self]
 
 
-def imp_schedule(
-    n_params: int,
-    density: float | None = None,
-    rounds: int | None = None,
-    fraction: float | None = None,
-) -> list[int]:
-    """Weights kept after each round: ``int(keep**k * n_params)``, the last ``int(density * n)``.
-
-    Parameters
-    ----------
-    n_params : int
-        Prunable weights.
-    density : float, optional
-        Target density in (0, 1). Required unless ``rounds`` is given.
-    rounds : int, optional
-        Number of rounds. With ``density``, every round keeps ``density**(1/rounds)`` of
-        the weights present; without, ``1 - fraction`` for ``rounds`` rounds.
-    fraction : float, optional
-        Fraction of the weights present pruned per round (default 0.2); with ``density``
-        and no ``rounds``, as many rounds as needed, the last one pruning less.
-
-    >>> imp_schedule(1000, density=0.3)
-    [800, 640, 512, 409, 327, 300]
-    >>> imp_schedule(1000, density=0.25, rounds=2)
-    [500, 250]
-    """
-    if isinstance(n_params, bool) or int(n_params) < 1:
-        raise ValueError(f"{_PREFIX}: n_params must be positive, got {n_params!r}")
-    n = int(n_params)
-    if rounds is not None and (isinstance(rounds, bool) or int(rounds) != rounds or rounds < 1):
-        raise ValueError(f"{_PREFIX}: rounds must be a positive integer, got {rounds!r}")
-    if rounds is not None and density is not None and fraction is not None:
-        raise ValueError(
-            f"{_PREFIX}: give at most two of density, rounds and fraction (the third follows)"
-        )
-    if fraction is None:
-        fraction = 0.2
-    if not (0.0 < float(fraction) < 1.0):
-        raise ValueError(f"{_PREFIX}: fraction must be in (0, 1), got {fraction!r}")
-    if density is None:
-        if rounds is None:
-            raise ValueError(f"{_PREFIX}: give density (or rounds)")
-        keep = 1.0 - float(fraction)
-        density = keep ** int(rounds)
-        k_total = int(rounds)
-    else:
-        density = float(density)
-        if not (0.0 < density < 1.0):
-            raise ValueError(f"{_PREFIX}: density must be in (0, 1), got {density!r}")
-        if rounds is not None:
-            k_total = int(rounds)
-            keep = density ** (1.0 / k_total)
-        else:
-            keep = 1.0 - float(fraction)
-            k_total = max(1, math.ceil(math.log(density) / math.log(keep) - 1e-9))
-    final = int(density * n)
-    if final < 1:
-        raise ValueError(
-            f"{_PREFIX}: density {density:g} of {n:,} weights keeps none; the smallest "
-            f"usable density is {1 / n:.3g}"
-        )
-    # Intermediate rounds that would already reach the target are dropped.
-    counts = [c for c in (int(keep**k * n) for k in range(1, k_total)) if c > final]
-    counts.append(final)
-    return counts
-
-
-def layer_counts(total: int, sizes: Sequence[int], previous: Sequence[int]) -> list[int]:
-    """Split ``total`` kept weights over layers in proportion to their sizes.
-
-    Every layer gets ``floor(total * size / sum(sizes))`` or one more (largest
-    remainders first, ties to the earlier layer), never more than ``previous`` (what it
-    has now), so that masks stay nested.
-
-    >>> layer_counts(10, [30, 60, 10], [30, 60, 10])
-    [3, 6, 1]
-    """
-    n = sum(sizes)
-    quotas = [total * s / n for s in sizes]
-    counts = [min(math.floor(q), p) for q, p in zip(quotas, previous)]
-    rest = total - sum(counts)
-    order = sorted(range(len(sizes)), key=lambda i: (-(quotas[i] - math.floor(quotas[i])), i))
-    for i in order:  # one more where the quota is fractional and there is room
-        if rest <= 0:
-            break
-        if counts[i] < previous[i] and counts[i] < math.ceil(quotas[i]):
-            counts[i] += 1
-            rest -= 1
-    for i in order:  # degenerate cases only (tiny layers): any room at all
-        if rest <= 0:
-            break
-        extra = min(rest, previous[i] - counts[i])
-        counts[i] += extra
-        rest -= extra
-    if rest:
-        raise ValueError(f"{_PREFIX}: cannot keep {total} weights within {list(previous)}")
-    return counts
-
-
-def _top(scores: np.ndarray, present: np.ndarray, k: int) -> np.ndarray:
-    """Boolean mask of the ``k`` largest scores among ``present``; ties to lower index."""
-    s = np.where(present, scores, -np.inf)
-    order = np.argsort(-s, kind="stable")
-    keep = np.zeros(s.shape, dtype=bool)
-    keep[order[:k]] = True
-    return keep
-
-
-def magnitude_mask(
-    weights: Mapping[str, Tensor] | nn.Module,
-    n_keep: int,
-    *,
-    previous: Mapping[str, Tensor] | None = None,
-    scope: Literal["global", "layer"] = "global",
-) -> Mask:
-    """Keep the ``n_keep`` largest ``|w|`` among the weights present in ``previous``.
-
-    Parameters
-    ----------
-    weights : mapping of str to tensor, or torch.nn.Module
-        The weights to rank (a module means its :func:`pathnet.prunable_parameters`).
-    n_keep : int
-        Exactly this many are kept; ties go to the lower flat index (parameter order,
-        then row-major), so the result is deterministic.
-    previous : Mask or mapping, optional
-        Only weights it keeps can be kept (default: all).
-    scope : {"global", "layer"}
-        ``"global"`` ranks all weights together; ``"layer"`` gives every layer its share
-        (:func:`layer_counts`), so all layers end at the same density within one weight.
-
-    Returns
-    -------
-    Mask
-    """
-    if isinstance(weights, nn.Module):
-        weights = prunable_parameters(weights)
-    if scope not in ("global", "layer"):
-        raise ValueError(f"{_PREFIX}: scope must be 'global' or 'layer', got {scope!r}")
-    names = list(weights)
-    mags = [weights[k].detach().abs().double().cpu().numpy().ravel() for k in names]
-    prev = [
-        (
-            np.ones(a.shape, dtype=bool)
-            if previous is None
-            else torch.as_tensor(previous[k]).cpu().numpy().ravel().astype(bool)
-        )
-        for k, a in zip(names, mags)
-    ]
-    present = sum(int(p.sum()) for p in prev)
-    if not (1 <= n_keep <= present):
-        raise ValueError(f"{_PREFIX}: n_keep must be in [1, {present}], got {n_keep}")
-    for k, a, p in zip(names, mags, prev):
-        if np.isnan(a[p]).any():
-            raise ValueError(f"{_PREFIX}: {k!r} holds NaN weights; did training diverge?")
-    if scope == "global":
-        keep_flat = _top(np.concatenate(mags), np.concatenate(prev), n_keep)
-        bounds = np.cumsum([0] + [a.size for a in mags])
-        kept = [keep_flat[bounds[i] : bounds[i + 1]] for i in range(len(names))]
-    else:
-        counts = layer_counts(n_keep, [a.size for a in mags], [int(p.sum()) for p in prev])
-        kept = [_top(a, p, c) for a, p, c in zip(mags, prev, counts)]
-    return Mask(
-        {
-            k: torch.from_numpy(kk.reshape(tuple(weights[k].shape)).copy())
-            for k, kk in zip(names, kept)
-        }
-    )
-
-
-def _state_hash(state: Mapping[str, Tensor]) -> str:
-    h = hashlib.sha256()
-    for k in sorted(state):
-        t = state[k].detach().cpu().contiguous().reshape(-1)
-        h.update(k.encode() + b"\0" + str(t.dtype).encode() + b"\0")
-        h.update(t.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in sorted(options.items()):
-        if k in _COSMETIC:
-            continue
-        if isinstance(v, (str, int, float, bool)) or v is None:
-            out[k] = v
-        elif isinstance(v, (list, tuple)) and all(isinstance(e, (int, float)) for e in v):
-            out[k] = list(v)
-        else:
-            out[k] = repr(v)
-    return out
+def _recorded(cfg: TrainConfig) -> dict[str, Any]:
+    """The training settings that differ from the recipe's (recorded in ``imp.json``)."""
+    base, now = TrainConfig().to_dict(), cfg.to_dict()
+    return {k: now[k] for k in sorted(now) if k not in _NOT_RECORDED and now[k] != base[k]}
 
 
 def _read_state(path: Path) -> dict[str, Any]:
     try:
         state = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(
             f"{_PREFIX}: cannot read {str(path)!r} ({type(exc).__name__}: {exc}); delete the "
             f"folder to start over"
         ) from exc
-    if not isinstance(state, dict) or state.get("format") != _FORMAT:
-        raise CheckpointError(f"{_PREFIX}: {str(path)!r} is not a pathnet IMP state file")
-    if int(state.get("version", -1)) > _VERSION:
-        raise CheckpointError(f"{_PREFIX}: {str(path)!r} is from a newer pathnet")
+    what = f"{_PREFIX}: {str(path)!r}"
+    check_header(state, format=_FORMAT, version=_VERSION, what=what, error=CheckpointError)
+    rounds = state.get("rounds")
+    if (
+        not isinstance(state.get("config"), dict)
+        or not isinstance(rounds, list)
+        or not all(isinstance(r, dict) and isinstance(r.get("round"), int) for r in rounds)
+    ):
+        raise CheckpointError(f"{what} is damaged (config or rounds); delete the folder")
     return state
 
 
@@ -330,23 +153,191 @@ def _write_state(path: Path, state: Mapping[str, Any]) -> None:
     atomic_write_bytes(path, (json.dumps(state, indent=1) + "\n").encode())
 
 
-def _save_rewind(path: Path, state: Mapping[str, Tensor]) -> None:
-    buf = io.BytesIO()
-    torch.save(dict(state), buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def _load_rewind(path: Path) -> dict[str, Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types on damaged files
-        raise CheckpointError(
-            f"{_PREFIX}: cannot read the rewind weights {str(path)!r} ({type(exc).__name__}: "
-            f"{exc}); delete {path.parent} to start over"
-        ) from exc
-    if not isinstance(state, dict):
+    state = read_torch_file(
+        path,
+        format=_REWIND_FORMAT,
+        version=_VERSION,
+        what="IMP rewind file",
+        hint=f"delete {path.parent} to start over",
+    )
+    weights = state.get("state")
+    if not isinstance(weights, dict) or not all(isinstance(v, Tensor) for v in weights.values()):
         raise CheckpointError(f"{_PREFIX}: {str(path)!r} does not hold a state dict")
-    return state
+    return weights
+
+
+@dataclass
+class _Plan:
+    """One call of :func:`imp`: its settings, the state found in ``out_dir``, the rounds."""
+
+    counts: list[int]
+    scope: str
+    rewind_step: int
+    cfg: TrainConfig
+    seed: int
+    out: Path | None
+    config: dict[str, Any]
+    done: dict[int, dict[str, Any]] = field(default_factory=dict)
+    rewind_state: dict[str, Tensor] | None = None
+
+    def path(self, name: str) -> Path | None:
+        return self.out / name if self.out is not None else None
+
+
+def _check_rewind(rewind: Any) -> int:
+    if isinstance(rewind, str):
+        if rewind != "init":
+            raise ValueError(f"{_PREFIX}: rewind must be 'init' or an iteration >= 0")
+        return 0
+    if isinstance(rewind, bool) or not isinstance(rewind, (int, np.integer)) or rewind < 0:
+        raise ValueError(f"{_PREFIX}: rewind must be 'init' or an iteration >= 0, got {rewind!r}")
+    return int(rewind)
+
+
+def _plan(
+    model: nn.Module,
+    cfg: TrainConfig,
+    counts: list[int],
+    *,
+    scope: str,
+    rewind_step: int,
+    seed: SeedLike,
+    out_dir: str | Path | None,
+) -> _Plan:
+    """The run's settings, checked against those recorded in ``out_dir``."""
+    out = Path(out_dir) if out_dir is not None else None
+    state_path = out / _STATE if out is not None else None
+    saved = _read_state(state_path) if state_path is not None and state_path.exists() else None
+    if saved is not None and seed is None:
+        seed_int = saved["config"].get("seed")
+        if isinstance(seed_int, bool) or not isinstance(seed_int, int) or seed_int < 0:
+            raise CheckpointError(f"{_PREFIX}: {str(state_path)!r} records no valid seed")
+    else:
+        seed_int = resolve_seed(seed)
+    init_state = _cpu_state(model)
+    config = {
+        "counts": counts,
+        "n_params": sum(p.numel() for p in prunable_parameters(model).values()),
+        "scope": scope,
+        "rewind": rewind_step,
+        "epochs_per_round": cfg.epochs,
+        "seed": seed_int,
+        "mask_mode": cfg.mask_mode,
+        "init": hash_tensors(init_state),
+        "fit": _recorded(cfg),
+    }
+    plan = _Plan(counts, scope, rewind_step, cfg, seed_int, out, config)
+    if saved is not None:
+        old = saved["config"]
+        diff = [
+            f"{k}: {old.get(k)!r} in {_STATE}, {config[k]!r} now"
+            for k in config
+            if old.get(k) != config[k]
+        ]
+        if diff:
+            raise ValueError(
+                f"{_PREFIX}: {str(out)!r} holds IMP rounds of another run ("
+                + "; ".join(d if len(d) < 300 else d[:300] + "..." for d in diff)
+                + "); use another out_dir or delete it"
+            )
+        plan.done = {int(r["round"]): r for r in saved["rounds"]}
+    if rewind_step == 0:
+        plan.rewind_state = init_state
+    else:
+        rewind_path = plan.path(_REWIND)
+        if rewind_path is not None and rewind_path.exists():
+            plan.rewind_state = _load_rewind(rewind_path)
+    return plan
+
+
+def _cached_round(plan: _Plan, k: int, model: nn.Module) -> Mask | None:
+    """Round ``k``'s mask from ``out_dir``, if that round is finished there."""
+    mask_path = plan.path(f"mask_{k:02d}.npz")
+    if k not in plan.done or mask_path is None or not mask_path.exists():
+        return None
+    try:
+        mask = Mask.load(mask_path, model=model)
+    except MaskFileError as exc:
+        raise CheckpointError(
+            f"{_PREFIX}: round {k} in {str(plan.out)!r} is damaged: {exc}"
+        ) from exc
+    if mask.n_kept != plan.counts[k - 1]:
+        raise CheckpointError(
+            f"{_PREFIX}: {str(mask_path)!r} keeps {mask.n_kept} weights, round {k} "
+            f"should keep {plan.counts[k - 1]}; delete {str(plan.out)!r} to start over"
+        )
+    return mask
+
+
+def _train_round(
+    plan: _Plan,
+    k: int,
+    model: nn.Module,
+    previous: Mask | None,
+    train_data: Any,
+    test_data: Any,
+    *,
+    device: Any,
+    progress: bool,
+) -> tuple[nn.Module, Any]:
+    """Train round ``k``: the network under the previous mask, from the rewound weights."""
+    net = copy.deepcopy(model)
+    step_callback: Callable[[int, nn.Module], None] | None = None
+    rewind_path = plan.path(_REWIND)
+    if k == 1:
+        if plan.rewind_step > 0 and plan.rewind_state is None:
+
+            def step_callback(step: int, m: nn.Module) -> None:
+                if step == plan.rewind_step:
+                    plan.rewind_state = _cpu_state(m)
+                    if rewind_path is not None:
+                        write_torch_file(
+                            rewind_path,
+                            {
+                                "format": _REWIND_FORMAT,
+                                "version": _VERSION,
+                                "state": plan.rewind_state,
+                            },
+                        )
+
+    else:
+        if plan.rewind_state is None:
+            raise CheckpointError(
+                f"{_PREFIX}: the weights to rewind to (iteration {plan.rewind_step}) are "
+                f"missing from {str(plan.out)!r}; delete the folder to start over"
+            )
+        net.load_state_dict(plan.rewind_state)
+    if progress:
+        print(
+            f"imp round {k}/{len(plan.counts)}: training at density "
+            f"{_density(previous, plan):.4%}, then keeping {plan.counts[k - 1]:,} weights",
+            flush=True,
+        )
+    result = fit(
+        net,
+        previous,
+        train_data,
+        test_data,
+        config=plan.cfg,
+        seed=plan.seed,
+        device=device,
+        out_dir=plan.path(f"train_{k:02d}"),
+        resume=plan.out is not None,
+        step_callback=step_callback,
+        progress=f"round {k}/{len(plan.counts)}" if progress else False,
+    )
+    if k == 1 and plan.rewind_state is None:
+        raise ValueError(
+            f"{_PREFIX}: rewind={plan.rewind_step} but round 1 trained only "
+            f"{result.epochs_completed} epochs of fewer iterations; rewind to an "
+            f"earlier iteration or train longer"
+        )
+    return net, result
+
+
+def _density(mask: Mask | None, plan: _Plan) -> float:
+    return 1.0 if mask is None else mask.n_kept / plan.config["n_params"]
 
 
 def imp(
@@ -359,10 +350,12 @@ def imp(
     fraction: float | None = None,
     rewind: Literal["init"] | int = "init",
     scope: Literal["global", "layer"] = "global",
-    epochs_per_round: int = 10,
+    epochs_per_round: int | None = None,
     out_dir: str | Path | None = None,
     seed: SeedLike = None,
-    mask_mode: Literal["hard", "parametrize", "prune"] = "hard",
+    mask_mode: Literal["hard", "parametrize", "prune"] | None = None,
+    config: TrainConfig | None = None,
+    device: Any = "auto",
     progress: bool = True,
     **fit_options: Any,
 ) -> ImpResult:
@@ -391,20 +384,26 @@ def imp(
         weights with a fresh optimizer and the full lr schedule.
     scope : {"global", "layer"}, default "global"
         Rank weights over the whole network or prune every layer by the same fraction.
-    epochs_per_round : int, default 10
-        Training epochs per round (the paper's full schedule is 160).
+    epochs_per_round : int, optional
+        Training epochs per round: ``config.epochs`` when a config is given, else 10
+        (the paper's full schedule is 160).
     out_dir : str or pathlib.Path, optional
         Cache of the rounds: ``imp.json``, ``mask_XX.npz``, ``rewind.pt`` and the
         training folders ``train_XX/``. A second call with the same folder (and
         settings) skips the finished rounds.
     seed : int, numpy Generator or None
         Seed of every round's training (data order, augmentation, dropout).
-    mask_mode : {"hard", "parametrize", "prune"}, default "hard"
-        How :func:`pathnet.train.fit.fit` applies each round's mask; the result is the same.
+    mask_mode : {"hard", "parametrize", "prune"}, optional
+        How :func:`pathnet.train.fit.fit` applies each round's mask (default: the
+        config's, ``"hard"``); the result is the same.
+    config : TrainConfig, optional
+        The training hyper-parameters of every round.
+    device : str or torch.device, default "auto"
     progress : bool, default True
+        One line per round (``imp round k/N: ...``) and the round's progress bar.
     **fit_options
-        Passed to :func:`pathnet.train.fit.fit` (``batch_size``, ``lr``, ``device``,
-        ``amp``, ...).
+        :class:`~pathnet.train.config.TrainConfig` fields (``batch_size``, ``lr``,
+        ``amp``, ...), replacing the config's.
 
     Returns
     -------
@@ -428,165 +427,128 @@ def imp(
         raise TypeError(f"{_PREFIX}: imp() sets {bad} itself; use epochs_per_round, seed, out_dir")
     if scope not in ("global", "layer"):
         raise ValueError(f"{_PREFIX}: scope must be 'global' or 'layer', got {scope!r}")
-    if isinstance(rewind, str):
-        if rewind != "init":
-            raise ValueError(f"{_PREFIX}: rewind must be 'init' or an iteration >= 0")
-        rewind_step = 0
-    elif isinstance(rewind, bool) or not isinstance(rewind, (int, np.integer)) or rewind < 0:
-        raise ValueError(f"{_PREFIX}: rewind must be 'init' or an iteration >= 0, got {rewind!r}")
-    else:
-        rewind_step = int(rewind)
+    rewind_step = _check_rewind(rewind)
+    if epochs_per_round is None:
+        epochs_per_round = config.epochs if config is not None else 10
     if isinstance(epochs_per_round, bool) or int(epochs_per_round) < 1:
         raise ValueError(f"{_PREFIX}: epochs_per_round must be a positive integer")
-
+    overrides = {**fit_options, "epochs": int(epochs_per_round)}
+    if mask_mode is not None:
+        overrides["mask_mode"] = mask_mode
+    cfg = build_config(config, overrides, "imp")
     params = prunable_parameters(model)
-    names = list(params)
-    n_params = sum(p.numel() for p in params.values())
-    counts = imp_schedule(n_params, density, rounds, fraction)
-    init_state = _cpu_state(model)
-    out = Path(out_dir) if out_dir is not None else None
-    state_path = out / _STATE if out is not None else None
-    saved = _read_state(state_path) if state_path is not None and state_path.exists() else None
-    if saved is not None and seed is None:
-        seed_int = int(saved["config"]["seed"])
-    else:
-        seed_int = _resolve_seed(seed)
-
-    config = {
-        "counts": counts,
-        "n_params": n_params,
-        "scope": scope,
-        "rewind": rewind_step,
-        "epochs_per_round": int(epochs_per_round),
-        "seed": seed_int,
-        "mask_mode": mask_mode,
-        "init": _state_hash(init_state),
-        "fit": _jsonable(fit_options),
-    }
-    done: dict[int, dict[str, Any]] = {}
-    if saved is not None:
-        old = saved.get("config", {})
-        diff = [
-            f"{k}: {old.get(k)!r} in {_STATE}, {config[k]!r} now"
-            for k in config
-            if old.get(k) != config[k]
-        ]
-        if diff:
-            raise ValueError(
-                f"{_PREFIX}: {str(out)!r} holds IMP rounds of another run ("
-                + "; ".join(d if len(d) < 300 else d[:300] + "..." for d in diff)
-                + "); use another out_dir or delete it"
-            )
-        done = {int(r["round"]): r for r in saved.get("rounds", [])}
+    counts = imp_schedule(sum(p.numel() for p in params.values()), density, rounds, fraction)
+    plan = _plan(
+        model, cfg, counts, scope=scope, rewind_step=rewind_step, seed=seed, out_dir=out_dir
+    )
     state_doc: dict[str, Any] = {
         "format": _FORMAT,
         "version": _VERSION,
-        "config": config,
+        "config": plan.config,
         "rounds": [],
     }
-
-    rewind_state: dict[str, Tensor] | None = init_state if rewind_step == 0 else None
-    rewind_path = out / _REWIND if out is not None else None
-    if rewind_step > 0 and rewind_path is not None and rewind_path.exists():
-        rewind_state = _load_rewind(rewind_path)
-
     masks: list[Mask] = []
     records: list[dict[str, Any]] = []
     trained: list[int] = []
     previous: Mask | None = None
     for k, n_keep in enumerate(counts, start=1):
-        mask_path = out / f"mask_{k:02d}.npz" if out is not None else None
-        if k in done and mask_path is not None and mask_path.exists():
-            try:
-                mask = Mask.load(mask_path, model=model)
-            except MaskFileError as exc:
-                raise CheckpointError(
-                    f"{_PREFIX}: round {k} in {str(out)!r} is damaged: {exc}"
-                ) from exc
-            if mask.n_kept != n_keep:
-                raise CheckpointError(
-                    f"{_PREFIX}: {str(mask_path)!r} keeps {mask.n_kept} weights, round {k} "
-                    f"should keep {n_keep}; delete {str(out)!r} to start over"
-                )
-            masks.append(mask)
-            records.append(done[k])
-            state_doc["rounds"].append(done[k])
-            previous = mask
-            continue
-
-        # Train round k: the network under the previous mask, from the rewound weights.
-        net = copy.deepcopy(model)
-        step_callback = None
-        if k == 1:
-            if rewind_step > 0 and rewind_state is None:
-
-                def step_callback(step: int, m: nn.Module) -> None:
-                    nonlocal rewind_state
-                    if step == rewind_step:
-                        rewind_state = _cpu_state(m)
-                        if rewind_path is not None:
-                            _save_rewind(rewind_path, rewind_state)
-
+        mask = _cached_round(plan, k, model)
+        if mask is not None:
+            record = plan.done[k]
         else:
-            if rewind_state is None:
-                raise CheckpointError(
-                    f"{_PREFIX}: the weights to rewind to (iteration {rewind_step}) are "
-                    f"missing from {str(out)!r}; delete the folder to start over"
-                )
-            net.load_state_dict(rewind_state)
-        result = fit(
-            net,
-            previous,
-            train_data,
-            test_data,
-            epochs=int(epochs_per_round),
-            seed=seed_int,
-            mask_mode=mask_mode,
-            out_dir=out / f"train_{k:02d}" if out is not None else None,
-            resume=out is not None,
-            step_callback=step_callback,
-            progress=progress,
-            **fit_options,
-        )
-        trained.append(k)
-        if k == 1 and rewind_state is None:
-            raise ValueError(
-                f"{_PREFIX}: rewind={rewind_step} but round 1 trained only "
-                f"{result.epochs_completed} epochs of fewer iterations; rewind to an "
-                f"earlier iteration or train longer"
+            net, result = _train_round(
+                plan, k, model, previous, train_data, test_data, device=device, progress=progress
             )
-        mask = magnitude_mask(net, n_keep, previous=previous, scope=scope)
-        mask.meta.update(
-            {
-                "method": "imp",
-                "round": k,
-                "rounds": len(counts),
-                "density": mask.density,
-                "n_kept": mask.n_kept,
-                "scope": scope,
-                "rewind": "init" if rewind_step == 0 else rewind_step,
-                "epochs_per_round": int(epochs_per_round),
-                "seed": seed_int,
-            }
-        )
-        record = {
-            "round": k,
-            "n_kept": mask.n_kept,
-            "density": mask.density,
-            "train": result.final,
-        }
-        if out is not None:
-            assert mask_path is not None and state_path is not None
-            mask.save(mask_path)
-            state_doc["rounds"].append(record)
-            _write_state(state_path, state_doc)
+            trained.append(k)
+            mask = magnitude_mask(net, n_keep, previous=previous, scope=scope)
+            mask.meta.update(_round_meta(plan, k, mask))
+            record = {"round": k, "n_kept": mask.n_kept, "density": mask.density}
+            record["train"] = result.final
+            if plan.out is not None:
+                mask.save(plan.out / f"mask_{k:02d}.npz")
         masks.append(mask)
         records.append(record)
+        state_doc["rounds"].append(record)
+        if k in trained and plan.out is not None:
+            _write_state(plan.out / _STATE, state_doc)
         previous = mask
-        del net
 
-    if out is not None and state_path is not None and not state_path.exists():
+    state_path = plan.path(_STATE)
+    if state_path is not None and not state_path.exists():
         _write_state(state_path, state_doc)
     assert [m.n_kept for m in masks] == counts
-    assert all(set(m) == set(names) for m in masks)
-    return ImpResult(masks=masks, rounds=records, trained=trained, seed=seed_int, out_dir=out)
+    assert all(set(m) == set(params) for m in masks)
+    return ImpResult(masks=masks, rounds=records, trained=trained, seed=plan.seed, out_dir=plan.out)
+
+
+def _round_meta(plan: _Plan, k: int, mask: Mask) -> dict[str, Any]:
+    return {
+        "method": "imp",
+        "round": k,
+        "rounds": len(plan.counts),
+        "density": mask.density,
+        "n_kept": mask.n_kept,
+        "scope": plan.scope,
+        "rewind": "init" if plan.rewind_step == 0 else plan.rewind_step,
+        "epochs_per_round": plan.cfg.epochs,
+        "seed": plan.seed,
+    }
+
+
+# ------------------------------------------------------------------ as a selection method
+@register("imp")
+def imp_select(
+    dag: LayeredDAG,
+    density: float,
+    *,
+    seed: SeedLike,
+    model: nn.Module | None,
+    train_data: Any = None,
+    test_data: Any = None,
+    **options: Any,
+) -> Mask:
+    """``pathnet.select("imp", model, density, train_data=...)``: :func:`imp`'s final mask.
+
+    Registered here, in the training layer, so that :mod:`pathnet.select` never imports
+    training code: the selection registry imports this module (by name, lazily) the
+    first time the ``"imp"`` method is asked for.
+
+    Parameters
+    ----------
+    dag : LayeredDAG
+        Used to check the density only.
+    density : float
+        Target density; the mask keeps exactly ``int(density * n_params)`` weights.
+    seed : int, numpy Generator or None
+        Seed of every round's training.
+    model : torch.nn.Module
+        The network at initialisation (required; it is not modified).
+    train_data : Dataset or tuple (x, y) of tensors
+        Training data (required).
+    test_data : Dataset or tuple (x, y) of tensors, optional
+    **options
+        Passed to :func:`imp` (``rewind``, ``scope``, ``fraction``, ``rounds``,
+        ``epochs_per_round``, ``out_dir``, ``progress``, and TrainConfig fields).
+
+    Returns
+    -------
+    Mask
+        The last round's mask (``meta["round"]``, ``meta["rounds"]``).
+    """
+    if model is None:
+        raise ValueError(
+            "pathnet.select('imp'): IMP trains the network, so it needs the torch model, "
+            "not a LayeredDAG"
+        )
+    if train_data is None:
+        raise ValueError("pathnet.select('imp'): pass the training data as train_data=...")
+    if density >= 1.0:
+        raise ValueError("pathnet.select('imp'): density must be below 1 for IMP to prune")
+    expected = target_count(dag, density)
+    result = imp(model, train_data, test_data, density=density, seed=seed, **options)
+    mask = result.final_mask
+    if mask.n_kept != expected:  # the DAG and the model count the same weights
+        raise RuntimeError(
+            f"pathnet.select('imp'): kept {mask.n_kept} weights, expected {expected}"
+        )
+    return mask
