@@ -21,20 +21,24 @@ class UserError(Exception):
 
 
 # ------------------------------------------------------------------ helpers
-def _model(name: str, num_classes: int | None = None, seed: int | None = None) -> Any:
-    from pathnet import models
+def _model(args: argparse.Namespace) -> tuple[Any, Any]:
+    """``(model, spec)`` from the MODEL options; see :func:`pathnet.specs.model_from_args`."""
+    from pathnet.specs import model_from_args
 
-    kwargs: dict[str, Any] = {}
-    if num_classes is not None:
-        if num_classes < 1:
-            raise UserError(f"--num-classes must be a positive integer, got {num_classes}")
-        kwargs["num_classes"] = num_classes
-    if seed is not None:
-        kwargs["seed"] = seed
-    try:
-        return models.build(name, **kwargs)
-    except (ValueError, TypeError) as exc:
-        raise UserError(str(exc)) from None
+    return model_from_args(args)
+
+
+def _model_and_mask(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """``(model, spec, mask)``; see :func:`pathnet.specs.model_and_mask_from_args`."""
+    from pathnet.specs import model_and_mask_from_args
+
+    return model_and_mask_from_args(args)
+
+
+def _record_spec(mask: Any, spec: Any) -> None:
+    """Write the model's spec into a mask's meta (``pathnet prune``, ``pathnet imp``)."""
+    mask.meta["model"] = spec.entry
+    mask.meta["model_spec"] = spec.to_meta()
 
 
 def _density(args: argparse.Namespace) -> float:
@@ -69,7 +73,8 @@ def _device(name: str) -> Any:
     return dev
 
 
-def _load_mask(path: str, model: Any) -> Any:
+def _load_mask(path: str, model: Any = None) -> Any:
+    """Read a mask file; checked against ``model`` when given."""
     from pathnet import Mask
 
     return Mask.load(path, model=model)
@@ -79,7 +84,7 @@ def _load_mask(path: str, model: Any) -> Any:
 def cmd_info(args: argparse.Namespace) -> int:
     import pathnet
 
-    model = _model(args.model, args.num_classes)
+    model, _ = _model(args)
     dag = pathnet.to_dag(model)
     print(f"{args.model}: input {tuple(model.input_shape)}")
     print(dag.summary())
@@ -90,18 +95,23 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from pathnet.select import select
 
     density = _density(args)
-    model = _model(args.model, args.num_classes, seed=args.seed)
+    model, spec = _model(args)
+    seed = spec.seed
     options = _options(args.option)
     if Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a folder; expected a mask file name such as mask.npz")
+    _check_method_data(args.method, args.data)
     if args.data:
-        options["data"] = _data_batch(args.data, args.model, args.seed)
+        options["data"] = _data_batch(args, model, seed)
     try:
-        mask = select(args.method, model, density, seed=args.seed, **options)
+        mask = select(args.method, model, density, seed=seed, **options)
     except TypeError as exc:  # an unknown --option, or one of the wrong type
         raise UserError(str(exc)) from None
-    mask.meta["model_seed"] = args.seed
-    path = mask.save(args.out)
+    _record_spec(mask, spec)
+    try:
+        path = mask.save(args.out)
+    except OSError as exc:
+        raise UserError(f"--out {args.out}: cannot write: {exc.strerror or exc}") from None
     print(mask.table())
     print(
         f"{args.method}: kept {mask.n_kept:,} of {mask.n_total:,} weights "
@@ -110,37 +120,84 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_batch(name: str, model_name: str, seed: int) -> Any:
+def _data_methods() -> frozenset[str]:
+    from pathnet.experiments.config import DATA_METHODS
+
+    return frozenset(DATA_METHODS)
+
+
+def _check_method_data(method: str, data: str | None) -> None:
+    """``pathnet prune``: data-dependent methods need ``--data``; IMP has its own command."""
+    key = method.lower().replace("-", "_")
+    if key == "imp":
+        raise UserError(
+            "--method imp trains the network between pruning rounds, which prune does not do "
+            "(its --data is a scoring batch): run `pathnet imp MODEL --dataset NAME --density D`"
+        )
+    if key in _data_methods() and not data:
+        raise UserError(
+            f"--method {method} needs a batch of real data: pass --data DATASET "
+            "(10 images per class of its training split), e.g. --data fashion-mnist"
+        )
+
+
+def _data_batch(args: argparse.Namespace, model: Any, seed: int) -> Any:
+    """``--data``: 10 training images per class, fitted to the model's input shape.
+
+    Images smaller than the model's input (28x28 for a 32x32 VGG) are padded with black
+    around the centre, as the zoo's docs advise; other mismatches are a ``UserError``.
+    """
+    import torch
+
     from pathnet import data as data_mod
 
-    ds = data_mod.load_dataset(name, "train")
+    ds = data_mod.load_dataset(args.data, "train", root=args.data_root, download=args.download)
     sub = data_mod.subset_per_class(ds, 10, seed=seed)
-    return (sub.images, sub.labels)
+    x = sub.images
+    want = tuple(model.input_shape)
+    have = tuple(x.shape[1:])
+    if have == want:
+        return (x, sub.labels)
+    if len(want) == len(have) == 3 and want[0] != have[0]:
+        raise UserError(
+            f"--data {args.data} has {have[0]}-channel images {have} but {args.model} takes "
+            f"{want}: build the model for them with --model-arg in_channels={have[0]}"
+        )
+    pad = [w - h for w, h in zip(want[1:], have[1:], strict=False)]
+    if len(want) == len(have) == 3 and all(p >= 0 and p % 2 == 0 for p in pad):
+        out = sub.pad_value.to(x.dtype)[None, :, None, None].expand(x.shape[0], *want).clone()
+        top, left = pad[0] // 2, pad[1] // 2
+        out[:, :, top : top + have[1], left : left + have[2]] = x
+        return (out, sub.labels)
+    if len(want) == 1 and int(torch.tensor(have).prod()) == want[0]:
+        return (x.reshape(x.shape[0], -1), sub.labels)
+    hint = " (ResNets: --model-arg input_size=N)" if args.model.lower().startswith("resnet") else ""
+    raise UserError(f"--data {args.data} has images {have} but {args.model} takes {want}{hint}")
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from pathnet import analysis
 
-    model = _model(args.model, args.num_classes, seed=args.seed)
-    mask = _load_mask(args.mask, model) if args.mask else None
+    model, _, mask = _model_and_mask(args)
     table = analysis.summary(model, mask)
     if args.format == "table":
-        print(table)
+        text = f"{table}\n"
     elif args.format == "csv":
-        if args.out:
-            table.to_csv(args.out)
-            print(f"wrote {args.out}")
-        else:
-            sys.stdout.write(table.to_csv())
+        text = table.to_csv()
     else:
-        text = table.to_json()
-        if args.out:
-            from pathnet._io import atomic_write_bytes
+        text = table.to_json() + "\n"
+    if args.out:
+        from pathnet._io import atomic_write_bytes
 
+        if Path(args.out).is_dir():
+            raise UserError(f"--out {args.out} is a folder; expected a file name")
+        try:
             atomic_write_bytes(args.out, text.encode())
-            print(f"wrote {args.out}")
-        else:
-            print(text)
+        except OSError as exc:
+            raise UserError(f"--out {args.out}: cannot write: {exc.strerror or exc}") from None
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -158,8 +215,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pathnet import data as data_mod
     from pathnet.train import fit
 
-    model = _model(args.model, args.num_classes, seed=args.seed)
-    mask = _load_mask(args.mask, model) if args.mask else None
+    model, spec, mask = _model_and_mask(args)
     train = data_mod.load_dataset(
         args.dataset, "train", root=args.data_root, download=args.download
     )
@@ -175,7 +231,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         train,
         test,
         config=config,
-        seed=args.seed,
+        seed=spec.seed,
         device=_device(args.device),
         out_dir=args.out,
         resume=args.resume,
@@ -202,9 +258,9 @@ def _run_ddp(args: argparse.Namespace, config: Any) -> int:
     if not method and args.density is not None:
         raise UserError("--density needs --method")
     density = _density(args) if method else None
-    mask_seed = args.seed if args.mask_seed is None else args.mask_seed
     with distributed(args.backend, args.device) as (rank, world, dev):
-        model = _model(args.model, args.num_classes, seed=args.seed)
+        model, spec, mask = _model_and_mask(args)  # the mask's recorded seed if none given
+        mask_seed = spec.seed if args.mask_seed is None else args.mask_seed
         if rank == 0 and args.download:  # one download, then everyone reads
             load_dataset(args.dataset, "train", root=args.data_root, download=True)
             load_dataset(args.dataset, "test", root=args.data_root, download=True)
@@ -218,7 +274,7 @@ def _run_ddp(args: argparse.Namespace, config: Any) -> int:
                 f"{tuple(train.input_shape)}"
             )
         mask_fn: Any = None
-        if mask_file:
+        if mask is not None:
             mask_fn = lambda m: _load_mask(mask_file, m)  # noqa: E731
         elif method:
             mask_fn = lambda m: select(method, m, density, seed=mask_seed)  # noqa: E731
@@ -228,7 +284,7 @@ def _run_ddp(args: argparse.Namespace, config: Any) -> int:
             train,
             test,
             config=config,
-            seed=args.seed,
+            seed=spec.seed,
             device=dev,
             out_dir=args.out,
             resume=args.resume,
@@ -252,7 +308,7 @@ def cmd_imp(args: argparse.Namespace) -> int:
 
     config = from_namespace(args)
     density = _density(args)
-    model = _model(args.model, args.num_classes, seed=args.seed)
+    model, spec = _model(args)
     train = data_mod.load_dataset(args.dataset, "train", root=args.data_root)
     test = data_mod.load_dataset(args.dataset, "test", root=args.data_root)
     masks = imp(
@@ -264,13 +320,14 @@ def cmd_imp(args: argparse.Namespace) -> int:
         rewind=int(args.rewind) if str(args.rewind).isdigit() else args.rewind,
         scope=args.scope,
         config=config,
-        seed=args.seed,
+        seed=spec.seed,
         device=_device(args.device),
         out_dir=args.out,
     )
     for k, m in enumerate(masks, start=1):
         print(f"round {k}/{len(masks)}: density {m.density:.4%}")
     final = Path(args.out) / "imp_final_mask.npz"
+    _record_spec(masks[-1], spec)
     masks[-1].save(final)
     print(f"wrote {final}")
     return 0
@@ -308,6 +365,39 @@ def cmd_imp_similarity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_reproduce_args(args: argparse.Namespace) -> None:
+    """Refuse ``pathnet reproduce`` options it cannot run, before any work or progress bar."""
+    from pathnet import models
+    from pathnet.select import METHODS
+    from pathnet.select.registry import _load_builtin_methods
+
+    for name in args.models:
+        if name.lower() not in models.MODELS:
+            raise UserError(
+                f"--models: unknown model {name!r}; reproduce runs zoo models: "
+                f"{', '.join(sorted(models.MODELS))}"
+            )
+    _load_builtin_methods()
+    for method in args.methods or ():
+        key = method.lower().replace("-", "_")
+        if key not in METHODS:
+            raise UserError(
+                f"--methods: unknown method {method!r}; expected one of {sorted(METHODS)}"
+            )
+        if key in _data_methods() | {"imp"}:
+            raise UserError(
+                f"--methods: {method} is data-dependent (it needs real data or training); "
+                "reproduce runs the data-free methods only, e.g. phew synflow_l2 synflow random"
+            )
+    for d in args.densities or ():
+        if not 0 < d <= 1:
+            raise UserError(f"--densities: each density must be in (0, 1], got {d}")
+    for option in ("seeds", "workers", "synflow_iterations"):
+        if getattr(args, option) < 1:
+            flag = "--" + option.replace("_", "-")
+            raise UserError(f"{flag} must be a positive integer, got {getattr(args, option)}")
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from pathnet.experiments.reproduce import (
         DEFAULT_DENSITIES,
@@ -316,6 +406,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         reproduce,
     )
 
+    _check_reproduce_args(args)
     config = ReproduceConfig(
         models=tuple(args.models),
         methods=tuple(args.methods or DEFAULT_METHODS),
@@ -437,10 +528,38 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------- parser
 def _add_model(p: argparse.ArgumentParser) -> None:
+    """MODEL and the options that say how to build it; read them with ``_model(args)`` or
+    ``_model_and_mask(args)``."""
     from pathnet import models
 
-    p.add_argument("model", help=f"zoo model name, one of: {', '.join(sorted(models.MODELS))}")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        help=f"zoo name ({', '.join(sorted(models.MODELS))}), path/to/file.py:FUNCTION or "
+        "package.module:FUNCTION (a function returning an nn.Module)",
+    )
+    p.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument of the model function, repeatable, JSON values: "
+        "--model-arg in_channels=1 --model-arg sizes=[784,100,10]",
+    )
     p.add_argument("--num-classes", type=int, default=None, help="output classes (model default)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        metavar="FILE",
+        help="load these weights: a state dict (torch.save(model.state_dict(), FILE)) or a "
+        "`pathnet train` checkpoint; read with torch.load(weights_only=True)",
+    )
+    p.add_argument(
+        "--input-shape",
+        default=None,
+        metavar="C,H,W",
+        help="per-sample input shape, for a model without an input_shape attribute",
+    )
 
 
 def _add_density(p: argparse.ArgumentParser) -> None:
@@ -455,8 +574,9 @@ def _add_seed(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seed",
         type=int,
-        default=0,
-        help="seed of the model's initialisation and of the method (default 0)",
+        default=None,
+        help="seed of the model's initialisation and of the method (default: the seed the "
+        "--mask file records, else 0)",
     )
 
 
@@ -671,6 +791,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="dataset for data-dependent methods (snip, grasp): 10 images per class",
     )
+    p.add_argument("--data-root", default=None, help="folder holding the --data dataset")
+    p.add_argument("--download", action="store_true", help="download the --data dataset if missing")
     p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("analyze", help="path analysis of a model and mask")
@@ -680,7 +802,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format", choices=("table", "csv", "json"), default="table", help="output format"
     )
-    p.add_argument("--out", default=None, help="write CSV/JSON here instead of stdout")
+    p.add_argument("--out", default=None, help="write the output here instead of stdout")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("train", help="train a (masked) model on a dataset")
@@ -791,23 +913,65 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    """Run the ``pathnet`` command; returns the exit status.
+
+    User mistakes print one line ``pathnet CMD: error: ...`` on stderr and return 2; an
+    interrupt returns 130; a bug (an exception pathnet did not raise for the user) keeps
+    its traceback.
+    """
+    command = "pathnet"
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a one-line usage error
-        return exc.code if isinstance(exc.code, int) else 2
-    func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version, or a one-line usage error
+            return exc.code if isinstance(exc.code, int) else 2
+        command = f"pathnet {args.command}"
+        func: Callable[[argparse.Namespace], int] = args.func
+        try:
+            return func(args)
+        except Exception as exc:
+            msg = _user_message(exc, args)
+            if msg is None:
+                raise
+            print(f"{command}: error: {msg}", file=sys.stderr)
+            return 2
     except KeyboardInterrupt:
-        print(f"pathnet {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, OSError, KeyError, RuntimeError) as exc:
-        if isinstance(exc, RuntimeError) and not str(exc).startswith("pathnet"):
-            raise  # not one of pathnet's own messages: keep the traceback
-        msg = str(exc).strip("'\"") if isinstance(exc, KeyError) else str(exc)
-        print(f"pathnet {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+
+
+def _user_message(exc: BaseException, args: argparse.Namespace) -> str | None:
+    """The one line to print for a user mistake, or None for a bug (keep the traceback)."""
+    from pathnet.specs import ModelSpecError
+
+    if isinstance(exc, ModelSpecError):
+        return exc.cli_message()
+    if type(exc).__name__ == "DatasetNotFoundError":
+        first = str(exc).splitlines()[0].replace("pathnet.data: ", "").split(". Looked in")[0]
+        searched = getattr(exc, "searched", ())
+        where = f" (looked in {', '.join(str(p) for p in searched[:3])}" + (
+            f" and {len(searched) - 3} more)" if len(searched) > 3 else ")"
+        )
+        fix = (
+            "pass --download to fetch it"
+            if hasattr(args, "download")
+            else "fetch it once with `pathnet train MODEL --dataset NAME --download`"
+        )
+        return f"{first}{where if searched else ''}; {fix}, or set PATHNET_DATA to its folder"
+    if isinstance(exc, (UserError, ValueError, OSError)):
+        pass
+    elif isinstance(exc, (KeyError, RuntimeError, TypeError)):
+        text = str(exc).strip("'\"")
+        if not text.startswith("pathnet"):  # not one of pathnet's own messages
+            return None
+    else:
+        return None
+    text = str(exc).strip("'\"") if isinstance(exc, KeyError) else str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename!r}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
 
 
 if __name__ == "__main__":
