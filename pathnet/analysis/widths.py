@@ -188,7 +188,10 @@ def effective_params(
     """
     dag = prepare(model_or_dag, mask, input_shape=input_shape, weights=(0,))
     counts = block_effective(dag, reachability(dag))
-    by_param = {blk.param: n for blk, n in zip(dag.blocks, counts) if blk.param is not None}
+    by_param: dict[str, int] = {}
+    for blk, n in zip(dag.blocks, counts):
+        if blk.param is not None:  # a layer reading a concatenation has one block per input
+            by_param[blk.param] = by_param.get(blk.param, 0) + n
     return by_param if per_param else sum(by_param.values())
 
 

@@ -260,7 +260,7 @@ class LayeredDAG:
 
     def to_mask(self) -> Mask:
         """The DAG's element masks as a :class:`pathnet.Mask` (all True where unmasked)."""
-        return self._mask(self._present_elements())
+        return self.mask_from_blocks(self._present_elements())
 
     def mask_from_elements(self, selected: Mapping[int, np.ndarray]) -> Mask:
         """Boolean masks from selected parameter elements.
@@ -295,7 +295,7 @@ class LayeredDAG:
                 if block.param_index is not None:
                     flat &= block.param_index.reshape(-1) >= 0
             per_block[b] = flat.reshape(block.present_mask().shape)
-        return self._mask(per_block)
+        return self.mask_from_blocks(per_block)
 
     def mask_from_edges(self, selected: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> Mask:
         """Boolean masks that keep every unmasked element of the selected edges.
@@ -312,7 +312,7 @@ class LayeredDAG:
                 keep[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = True
             present = block.present_mask()
             per_block[b] = np.broadcast_to(keep[:, :, None], present.shape) & present
-        return self._mask(per_block)
+        return self.mask_from_blocks(per_block)
 
     def elements_from_mask(self, mask: Mapping[str, Any]) -> dict[int, np.ndarray]:
         """Inverse of :meth:`mask_from_elements`: block index -> sorted flat element indices."""
@@ -337,11 +337,21 @@ class LayeredDAG:
             out[name] = out[name] | m if name in out else m.copy()
         return out
 
-    def _mask(self, per_block: Mapping[int, np.ndarray]) -> Mask:
+    def mask_from_blocks(self, per_block: Mapping[int, np.ndarray]) -> Mask:
+        """Boolean masks from per-block element arrays (each shaped like the block's ``values``).
+
+        Blocks of one tensor (tied names, a layer reading a concatenation) are merged:
+        an element kept through any of them is kept under every name, and the Mask
+        records the tied names so the shared tensor is counted once.
+        """
         from pathnet.mask import Mask
 
         masks = self._canonical_masks(per_block)
-        return Mask({name: masks[self.canonical(name)] for name in self.params})
+        groups: dict[str, list[str]] = {}
+        for name in self.params:
+            groups.setdefault(self.canonical(name), []).append(name)
+        tied = [tuple(g) for g in groups.values() if len(g) > 1]
+        return Mask({name: masks[self.canonical(name)] for name in self.params}, tied=tied)
 
     # ------------------------------------------------------------ conversion
     def to_networkx(self, *, force: bool = False, max_edges: int = 200_000) -> nx.MultiDiGraph:

@@ -447,13 +447,15 @@ def walk_mask(
             sl[:] = 1 if r is None else r.ravel()
     else:
         walks = _select_elements(graph, m, base_seed, bitmap, max_walks)
-    masks = {}
+    per_block = {}
     for b, blk in enumerate(dag.blocks):
-        if blk.param is None:
+        if blk.param is None or blk.values is None:
             continue
         off = graph.elem_off[b]
-        masks[blk.param] = bitmap[off : off + blk.n_params].view(np.bool_).reshape(blk.param_shape)
-    return Mask(masks, meta={"target": m, "walks": walks})
+        per_block[b] = bitmap[off : off + blk.n_params].view(np.bool_).reshape(blk.values.shape)
+    mask = dag.mask_from_blocks(per_block)
+    mask.meta.update({"target": m, "walks": walks})
+    return mask
 
 
 def random_paths(

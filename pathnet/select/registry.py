@@ -118,6 +118,19 @@ def get_method(name: str) -> Method:
     return METHODS[key]
 
 
+def _refuse_ties(dag: LayeredDAG) -> None:
+    """Selection methods count and score each block's elements; a tensor shared by two
+    names (tied weights) would be counted twice. Refused, naming the tied names."""
+    if dag.tied:
+        pairs = ", ".join(f"{name} = {canon}" for name, canon in sorted(dag.tied.items()))
+        raise ValueError(
+            f"pathnet.select: the model has tied parameters ({pairs}): one tensor under "
+            "several names, which selection would count once per name. Untie them (give "
+            "each its own nn.Parameter) or select on a model without the tie; masks of "
+            "tied models can still be applied and analysed (pathnet.Mask(..., tied=...))."
+        )
+
+
 def _load_builtin_methods() -> None:
     """Import the modules that register the built-in methods."""
     for module in BUILTIN_MODULES:
@@ -198,6 +211,7 @@ def select(
     entry = get_method(method)
     d = resolve_density(density, compression)
     dag, torch_model = _as_dag(model, input_shape)
+    _refuse_ties(dag)
     mask = entry.selector()(dag, d, seed=seed, model=torch_model, **options)
     return _stamp(mask, entry.name, d, seed, dag, options)
 
@@ -227,6 +241,7 @@ def select_nested(
         dag, torch_model = _as_dag(model, input_shape)
     else:
         torch_model = selectable_model(model) if isinstance(model, nn.Module) else None
+    _refuse_ties(dag)
     nested = entry.nested_form()
     if nested is None:
         fn = entry.selector()

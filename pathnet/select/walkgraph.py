@@ -204,7 +204,8 @@ def _alive(dag: LayeredDAG, present: list[np.ndarray | None]) -> list[np.ndarray
         for b in dag.in_blocks(g):
             p = present[b]
             src = fwd[dag.blocks[b].source]
-            acc |= src if p is None else (p[:, src].any(axis=1))
+            # None: a dense block, every edge present (any live source feeds every unit)
+            acc |= src.any() if p is None else p[:, src].any(axis=1)
         fwd.append(acc)
     bwd: list[np.ndarray | None] = [None] * n
     bwd[-1] = np.ones(dag.groups[-1].size, dtype=bool)
@@ -214,7 +215,7 @@ def _alive(dag: LayeredDAG, present: list[np.ndarray | None]) -> list[np.ndarray
             p = present[b]
             tgt = bwd[dag.blocks[b].target]
             assert tgt is not None
-            acc |= tgt if p is None else (p[tgt, :].any(axis=0))
+            acc |= tgt.any() if p is None else p[tgt, :].any(axis=0)
         bwd[g] = acc
     return [f & b for f, b in zip(fwd, bwd) if b is not None]
 
