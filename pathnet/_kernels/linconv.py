@@ -94,8 +94,12 @@ def conv_forward(
             for y in range(table[k, 1], table[k, 2]):
                 ib = base + y * sy * w_
                 orow = ob + y * wo
-                for x in range(x0, x1):
-                    out[orow + x] += wt * inp[ib + x * sx]
+                if sx == 1:  # contiguous: lets LLVM vectorise across x
+                    for x in range(x0, x1):
+                        out[orow + x] += wt * inp[ib + x]
+                else:
+                    for x in range(x0, x1):
+                        out[orow + x] += wt * inp[ib + x * sx]
 
 
 @njit(cache=True, parallel=True)

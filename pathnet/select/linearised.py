@@ -274,7 +274,12 @@ class Linearised:
         """One forward and backward pass; the scores of every slot (``-1``: dead)."""
         for layer in self.layers:
             layer.touched = False
-        self.net(self.x).sum().backward()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # torch only runs the small tensor ops; numba the layers
+        try:
+            self.net(self.x).sum().backward()
+        finally:
+            torch.set_num_threads(threads)
         for layer in self.layers:
             if not layer.touched:  # no gradient reaches it: autograd's grad is None
                 layer.scores[:] = np.where(layer.wabs >= 0, 0.0, -1.0)
