@@ -9,6 +9,7 @@ Jaccard, active-unit Jaccard and widths. It writes a tidy CSV and a figure.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Sequence
@@ -61,7 +62,8 @@ def imp_similarity(
     rows: list[dict[str, Any]] = []
     for seed in seeds:
         model = pathnet.models.build(model_name, seed=seed)
-        dag = pathnet.to_dag(model)
+        init = copy.deepcopy(model)  # SynFlow scores the network itself, at initialisation
+        dag = pathnet.to_dag(init)
         rounds = imp(
             model,
             train,
@@ -78,7 +80,7 @@ def imp_similarity(
             d = imp_mask.n_kept / imp_mask.n_total
             for method in methods:
                 opts = {"iterations": 100} if method.startswith("synflow") else {}
-                other = select(method, dag, d, seed=seed, **opts)
+                other = select(method, init, d, seed=seed, **opts)
                 table = analysis.mask_similarity(imp_mask, other, dag)
                 base = {
                     "model": model_name,
