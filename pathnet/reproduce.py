@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -106,7 +106,8 @@ def analyze_masked(
     widths = analysis.layer_widths(dag)
     narrow = analysis.bottleneck(dag)
     hidden = [w for w in widths if w.kind in ("hidden", "sum")]
-    on, how = ((model, mask), "network") if model is not None else ((dag,), "graph")
+    on: tuple[Any, ...] = (model, mask) if model is not None else (dag,)
+    how: Literal["network", "graph"] = "network" if model is not None else "graph"
     scalar = {
         "kept": dag.n_present,
         "effective_params": analysis.effective_params(dag),

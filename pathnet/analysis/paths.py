@@ -382,14 +382,14 @@ def path_kernel_trace(
     >>> abs(g - a) <= 1e-12 * a
     True
     """
-    method = _check_method("path_kernel_trace", method, model_or_dag, _TRACE_METHODS)
-    if method == "network":
+    how = _check_method("path_kernel_trace", method, model_or_dag, _TRACE_METHODS)
+    if how == "network":
         assert isinstance(model_or_dag, nn.Module)
         net = _linearised(model_or_dag, mask, input_shape, 2, score_power=0, buffers=False)
         net.backward()
         tr = net.grad_sum()
         log_tr = _log10_of(tr, "path_kernel_trace") * _LN10
-    elif method == "graph":
+    elif how == "graph":
         dag = prepare(model_or_dag, mask, input_shape=input_shape, weights=(2,))
         log_tr = logsumexp(block_log_traces(dag))
     else:
