@@ -233,3 +233,100 @@ def split_inputs(arr, sizes, per_unit: int = 1):
         out.append(full[:, start : start + s])
         start += s
     return out
+
+
+# ------------------------------------------------- the network as torch runs it
+# Plain float64 autograd on a deep copy of the real network (zero padding,
+# pooling, BatchNorm in eval mode, residual additions all as torch runs them).
+
+
+def _linearised(model: nn.Module, p: int, buffers: bool) -> nn.Module:
+    """Float64 eval copy with |x| (p=1) or x**2 (p=2) in the state (buffers or not)."""
+    import copy
+
+    from torch.nn.utils import parametrize
+
+    net = copy.deepcopy(model)
+    for module in net.modules():  # bake any mask into plain weights
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    net = net.double().eval()
+    with torch.no_grad():
+        for t in net.state_dict().values() if buffers else net.parameters():
+            if t.is_floating_point():
+                t.copy_(t * t if p == 2 else t.abs())
+    return net
+
+
+def _weights(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        f"{n}.weight": m.weight
+        for n, m in net.named_modules()
+        if isinstance(m, (nn.Linear, nn.Conv2d))
+    }
+
+
+def autograd_synflow_mask(
+    model: nn.Module, density: float, iterations: int, method: str, variant: str = "phew"
+) -> dict[str, np.ndarray]:
+    """SynFlow / SynFlow-L2 by the book: per step a fresh masked float64 copy,
+    one backward, scores compared with np.lexsort (score desc, |w|**q desc, index asc)."""
+    p, q = (2, 1) if method == "synflow_l2" and variant == "phew" else (1, 1)
+    if method == "synflow_l2" and variant == "gebhart":
+        q = 2
+    names = list(_weights(model))
+    w0 = {n: t.detach().double().abs() for n, t in _weights(model).items()}
+    sizes = [w0[n].numel() for n in names]
+    n_params = sum(sizes)
+    keep = np.ones(n_params, dtype=bool)
+    secondary = np.concatenate([(w0[n] ** q).numpy().ravel() for n in names])
+    m = int(density * n_params)
+    for t in range(1, iterations + 1):
+        k = max(m, int(n_params * density ** (t / iterations)))
+        if k >= keep.sum():
+            continue
+        net = _linearised(model, p, buffers=True)
+        ws = _weights(net)
+        with torch.no_grad():
+            at = 0
+            for n, size in zip(names, sizes):
+                ws[n].mul_(torch.from_numpy(keep[at : at + size].reshape(ws[n].shape)))
+                at += size
+        x = torch.ones((1, *model.input_shape), dtype=torch.float64)
+        grads = torch.autograd.grad(net(x).sum(), [ws[n] for n in names], allow_unused=True)
+        score = np.concatenate(
+            [
+                (np.zeros(s) if g is None else g.abs().numpy().ravel()) * sec
+                for g, s, sec in zip(grads, sizes, np.split(secondary, np.cumsum(sizes)[:-1]))
+            ]
+        )
+        alive = np.flatnonzero(keep)
+        order = np.lexsort((alive, -secondary[alive], -score[alive]))
+        keep[:] = False
+        keep[alive[order[:k]]] = True
+    out, at = {}, 0
+    for n, size in zip(names, sizes):
+        out[n] = keep[at : at + size].reshape(w0[n].shape)
+        at += size
+    return out
+
+
+def autograd_network_value(model: nn.Module, mask: dict | None, p: int, trace: bool) -> float:
+    """R = sum(net(ones)) (SynFlow's linearisation: all state |x| or x**2), or the
+    path-kernel trace (parameters squared, buffers as they are, p=2): the sum of
+    dR/d(theta**2) over the unmasked weights."""
+    net = _linearised(model, p, buffers=not trace)
+    ws = _weights(net)
+    on = {
+        n: torch.ones_like(w) if mask is None else torch.as_tensor(np.asarray(mask[n])).double()
+        for n, w in ws.items()
+    }
+    with torch.no_grad():
+        for n, w in ws.items():
+            w.mul_(on[n])
+    x = torch.ones((1, *model.input_shape), dtype=torch.float64)
+    r = net(x).sum()
+    if not trace:
+        return float(r)
+    grads = torch.autograd.grad(r, list(ws.values()), allow_unused=True)
+    return float(sum((g * on[n]).sum() for n, g in zip(ws, grads) if g is not None))

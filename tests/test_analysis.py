@@ -18,6 +18,7 @@ import pathnet
 from pathnet import analysis, models
 from tests.reference import (
     all_paths_products,
+    autograd_network_value,
     brute_force_path_count,
     dense_path_count,
     element_path_sums,
@@ -194,10 +195,14 @@ def test_residual_counts_sums_and_trace_equal_enumeration(seed):
     assert exact == brute_force_path_count(pathnet.to_dag(model).with_mask(keep).to_networkx())
     assert_log10(analysis.path_count(model, keep), exact)
     for p in (1, 2):
-        assert analysis.edge_weight_sum(model, keep, p=p, exact=True) == ref[f"r{p}"]
-        assert_log10(analysis.edge_weight_sum(model, keep, p=p), ref[f"r{p}"])
-    assert analysis.path_kernel_trace(model, keep) == pytest.approx(float(ref["trace"]), rel=1e-12)
-    assert analysis.path_kernel_trace(model, keep, log10=True) == pytest.approx(
+        assert (
+            analysis.edge_weight_sum(model, keep, p=p, method="graph", exact=True) == ref[f"r{p}"]
+        )
+        assert_log10(analysis.edge_weight_sum(model, keep, p=p, method="graph"), ref[f"r{p}"])
+    assert analysis.path_kernel_trace(model, keep, method="graph") == pytest.approx(
+        float(ref["trace"]), rel=1e-12
+    )
+    assert analysis.path_kernel_trace(model, keep, method="graph", log10=True) == pytest.approx(
         math.log10(ref["trace"]), abs=1e-12
     )
 
@@ -207,10 +212,10 @@ def test_path_count_zero_is_minus_infinity():
     keep = {"1.weight": np.ones((4, 3), bool), "3.weight": np.zeros((2, 4), bool)}
     assert analysis.path_count(model, keep) == -math.inf
     assert analysis.path_count(model, keep, exact=True) == 0
-    assert analysis.edge_weight_sum(model, keep, p=2) == -math.inf
-    assert analysis.edge_weight_sum(model, keep, p=1, exact=True) == 0
-    assert analysis.path_kernel_trace(model, keep) == 0.0
-    assert analysis.path_kernel_trace(model, keep, log10=True) == -math.inf
+    assert analysis.edge_weight_sum(model, keep, p=2, method="graph") == -math.inf
+    assert analysis.edge_weight_sum(model, keep, p=1, method="graph", exact=True) == 0
+    assert analysis.path_kernel_trace(model, keep, method="graph") == 0.0
+    assert analysis.path_kernel_trace(model, keep, method="graph", log10=True) == -math.inf
     assert analysis.path_kernel_trace(model, keep, method="autograd") == 0.0
 
 
@@ -222,10 +227,14 @@ def test_edge_weight_sum_conv_equals_element_enumeration(seed, p):
     model = tiny_conv()
     keep = random_keep(model, 0.6, rng)
     ref = element_path_sums(layer_graph(tiny_conv_layers(model, keep)), "in", "out")[f"r{p}"]
-    exact = analysis.edge_weight_sum(model, keep, p=p, input_shape=(2, 4, 4), exact=True)
+    exact = analysis.edge_weight_sum(
+        model, keep, p=p, input_shape=(2, 4, 4), method="graph", exact=True
+    )
     assert isinstance(exact, Fraction)
     assert exact == ref  # exact rational arithmetic on the float weights
-    assert_log10(analysis.edge_weight_sum(model, keep, p=p, input_shape=(2, 4, 4)), ref)
+    assert_log10(
+        analysis.edge_weight_sum(model, keep, p=p, input_shape=(2, 4, 4), method="graph"), ref
+    )
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -246,7 +255,9 @@ def test_edge_weight_sum_dense_mlp_equals_path_products(p):
     )
     ref = math.fsum(abs(x) ** p for x in prods)
     assert 10 ** analysis.edge_weight_sum(model, p=p) == pytest.approx(ref, rel=1e-12)
-    assert float(analysis.edge_weight_sum(model, p=p, exact=True)) == pytest.approx(ref, rel=1e-12)
+    assert float(analysis.edge_weight_sum(model, p=p, method="graph", exact=True)) == pytest.approx(
+        ref, rel=1e-12
+    )
 
 
 # ------------------------------------------------------------------- trace
@@ -256,7 +267,7 @@ def test_trace_conv_equals_element_enumeration(seed):
     model = tiny_conv()
     keep = random_keep(model, 0.6, rng)
     ref = element_path_sums(layer_graph(tiny_conv_layers(model, keep)), "in", "out")["trace"]
-    got = analysis.path_kernel_trace(model, keep, input_shape=(2, 4, 4))
+    got = analysis.path_kernel_trace(model, keep, input_shape=(2, 4, 4), method="graph")
     assert got == pytest.approx(float(ref), rel=1e-12)
 
 
@@ -266,7 +277,7 @@ def test_trace_graph_equals_autograd_mlp(seed, density):
     rng = np.random.default_rng(seed)
     model = scramble(random_mlp(seed), seed)
     keep = random_keep(model, density, rng) if density < 1 else None
-    graph = analysis.path_kernel_trace(model, keep)
+    graph = analysis.path_kernel_trace(model, keep, method="graph")
     auto = analysis.path_kernel_trace(model, keep, method="autograd")
     assert graph == pytest.approx(auto, rel=1e-9)
 
@@ -297,7 +308,7 @@ def test_trace_graph_equals_autograd_circular_conv(seed, density):
     torch.manual_seed(seed)
     model = scramble(CircularConvNet(), seed)
     keep = random_keep(model, density, np.random.default_rng(seed)) if density < 1 else None
-    graph = analysis.path_kernel_trace(model, keep)
+    graph = analysis.path_kernel_trace(model, keep, method="graph")
     auto = analysis.path_kernel_trace(model, keep, method="autograd")
     assert graph == pytest.approx(auto, rel=1e-9)
 
@@ -308,7 +319,7 @@ def test_trace_graph_equals_autograd_tiny_residual(bn, density):
     torch.manual_seed(3)
     model = scramble(TinyRes(bn=bn), 3)
     keep = random_keep(model, density, np.random.default_rng(1)) if density < 1 else None
-    graph = analysis.path_kernel_trace(model, keep)
+    graph = analysis.path_kernel_trace(model, keep, method="graph")
     auto = analysis.path_kernel_trace(model, keep, method="autograd")
     assert graph == pytest.approx(auto, rel=1e-9)
 
@@ -317,7 +328,7 @@ def test_trace_graph_equals_autograd_tiny_residual(bn, density):
 def test_trace_graph_equals_autograd_circular_resnet20(density):
     model = circular(scramble(models.resnet20(seed=1), 1))
     keep = random_keep(model, density, np.random.default_rng(2)) if density < 1 else None
-    graph = analysis.path_kernel_trace(model, keep)
+    graph = analysis.path_kernel_trace(model, keep, method="graph")
     auto = analysis.path_kernel_trace(model, keep, method="autograd")
     assert graph == pytest.approx(auto, rel=1e-9)
 
@@ -326,7 +337,7 @@ def test_trace_zero_padding_loses_border_terms_vgg16():
     # Zero padding drops the terms that cross the border, so the autograd trace
     # is strictly smaller than the graph trace (every term is non-negative).
     model = models.vgg16(seed=0)
-    graph = analysis.path_kernel_trace(model)
+    graph = analysis.path_kernel_trace(model, method="graph")
     auto = analysis.path_kernel_trace(model, method="autograd")
     assert 0 < auto < graph
 
@@ -342,12 +353,12 @@ HARD_MASK_UNSEEN = pytest.mark.xfail(
 def test_trace_of_a_masked_model_leaves_it_unchanged(mode):
     model = circular(scramble(models.resnet20(seed=0), 0)).train()
     keep = as_mask(random_keep(model, 0.2, np.random.default_rng(0)))
-    expected = analysis.path_kernel_trace(model, keep)
+    expected = analysis.path_kernel_trace(model, keep, method="graph")
     pathnet.apply_mask(model, keep, mode=mode)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [m.training for m in model.modules()]
     # the mask the model carries counts in both forms
-    assert analysis.path_kernel_trace(model) == pytest.approx(expected, rel=1e-12)
+    assert analysis.path_kernel_trace(model, method="graph") == pytest.approx(expected, rel=1e-12)
     assert analysis.path_kernel_trace(model, method="autograd") == pytest.approx(expected, rel=1e-9)
     assert [m.training for m in model.modules()] == flags
     after = model.state_dict()
@@ -362,6 +373,82 @@ def test_autograd_trace_needs_a_model():
         analysis.path_kernel_trace(dag, method="autograd")
     with pytest.raises(ValueError, match="'graph' or 'autograd'"):
         analysis.path_kernel_trace(dag, method="exact")
+
+
+# ------------------------------------- the default: the network as torch runs it
+def zero_padded_net(seed: int = 0) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=2, dilation=2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 5),
+    )
+    with torch.no_grad():
+        for prm in net.parameters():
+            prm.copy_(torch.randn(prm.shape, generator=g) * 0.5)
+    net.input_shape = (3, 12, 12)
+    return net
+
+
+NETWORK_CASES = {
+    "mlp": lambda: models.mlp([12, 9, 7, 4], seed=0),
+    "zero_padded": lambda: zero_padded_net(),
+    "resnet20": lambda: models.resnet20(seed=0),
+    "resnet20_scrambled": lambda: scramble(models.resnet20(seed=1), 1),
+    "vgg16": lambda: models.vgg16(seed=0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NETWORK_CASES))
+def test_network_trace_and_sums_equal_plain_autograd(case):
+    model = NETWORK_CASES[case]()
+    for density in (1.0, 0.1):
+        keep = None if density == 1.0 else random_keep(model, density, np.random.default_rng(0))
+        tr = analysis.path_kernel_trace(model, None if keep is None else as_mask(keep))
+        ref = autograd_network_value(model, keep, 2, trace=True)
+        assert tr == pytest.approx(ref, rel=1e-9), (case, density)
+        if case == "vgg16":
+            continue
+        for p in (1, 2):
+            got = analysis.edge_weight_sum(model, None if keep is None else as_mask(keep), p=p)
+            ref = autograd_network_value(model, keep, p, trace=False)
+            assert got == pytest.approx(math.log10(ref), abs=1e-12), (case, density, p)
+
+
+def test_graph_equals_network_on_circular_padding_without_batchnorm():
+    model = zero_padded_net()
+    model[1] = nn.Identity()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.bias.zero_()
+    circular(model)
+    for p in (1, 2):
+        assert analysis.edge_weight_sum(model, p=p) == pytest.approx(
+            analysis.edge_weight_sum(model, p=p, method="graph"), abs=1e-12
+        )
+    assert analysis.path_kernel_trace(model) == pytest.approx(
+        analysis.path_kernel_trace(model, method="graph"), rel=1e-12
+    )
+
+
+def test_network_methods_need_the_model():
+    dag = pathnet.to_dag(models.mlp([3, 2], seed=0))
+    for fn in (analysis.path_kernel_trace, analysis.edge_weight_sum):
+        with pytest.raises(ValueError, match=r"needs the torch model.*method='graph'"):
+            fn(dag)
+    model = models.mlp([3, 2], seed=0)
+    with pytest.raises(ValueError, match="pass method='graph'"):
+        analysis.edge_weight_sum(model, p=1, exact=True)
+    with pytest.raises(ValueError, match="pass method='graph'"):
+        analysis.edge_weight_sum(model, p=0)
 
 
 # ------------------------------------------------------------------ widths
@@ -494,10 +581,10 @@ def test_summary_table_agrees_with_the_single_analyses(tmp_path):
     assert table.overall["effective"] == sum(eff.values())
     assert sum(r["trace_share"] for r in rows) == pytest.approx(1.0, rel=1e-12)
     assert table.overall["log10_paths"] == analysis.path_count(model, keep)
-    assert table.overall["log10_R1"] == analysis.edge_weight_sum(model, keep, p=1)
-    assert table.overall["log10_R2"] == analysis.edge_weight_sum(model, keep, p=2)
+    assert table.overall["log10_R1"] == analysis.edge_weight_sum(model, keep, p=1, method="graph")
+    assert table.overall["log10_R2"] == analysis.edge_weight_sum(model, keep, p=2, method="graph")
     assert table.overall["log10_trace"] == pytest.approx(
-        analysis.path_kernel_trace(model, keep, log10=True), abs=1e-12
+        analysis.path_kernel_trace(model, keep, method="graph", log10=True), abs=1e-12
     )
     b = analysis.bottleneck(model, keep)
     assert (table.overall["bottleneck"], table.overall["bottleneck_width"]) == (b.name, b.width)
@@ -542,9 +629,9 @@ def test_no_overflow_on_deep_dense_nets(name):
     dag = pathnet.to_dag(model)
     values = [
         analysis.path_count(dag),
-        analysis.edge_weight_sum(dag, p=1),
-        analysis.edge_weight_sum(dag, p=2),
-        analysis.path_kernel_trace(dag, log10=True),
+        analysis.edge_weight_sum(dag, p=1, method="graph"),
+        analysis.edge_weight_sum(dag, p=2, method="graph"),
+        analysis.path_kernel_trace(dag, method="graph", log10=True),
         *analysis.summary(dag).overall.values(),
     ]
     for v in values:

@@ -8,6 +8,7 @@ and crafted pickles, corrupt checkpoints and data files, and the command line.
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import math
 import pickle
@@ -158,7 +159,11 @@ def test_analysis_refuses_a_hand_made_dag_with_nan(bad):
     values = dag.blocks[1].values.copy()
     values[2, 3, 0] = bad
     dag = replace(dag, blocks=(dag.blocks[0], replace(dag.blocks[1], values=values)))
-    for fn in (analysis.edge_weight_sum, analysis.path_kernel_trace, analysis.summary):
+    for fn in (
+        functools.partial(analysis.edge_weight_sum, method="graph"),
+        functools.partial(analysis.path_kernel_trace, method="graph"),
+        analysis.summary,
+    ):
         with pytest.raises(ValueError, match=r"'3\.weight': holds 1 NaN/Inf"):
             fn(dag)
     assert analysis.path_count(dag, exact=True) == 6 * 5 * 4  # counts need no weights
@@ -215,8 +220,8 @@ def test_mask_that_disconnects_a_layer(arch):
     if arch != "resnet":
         assert analysis.path_count(dag, mask, exact=True) == 0
         assert analysis.path_count(dag, mask) == -math.inf
-        assert analysis.edge_weight_sum(dag, mask, p=2) == -math.inf
-        assert analysis.path_kernel_trace(dag, mask) == 0.0
+        assert analysis.edge_weight_sum(dag, mask, p=2, method="graph") == -math.inf
+        assert analysis.path_kernel_trace(dag, mask, method="graph") == 0.0
         assert analysis.effective_params(dag, mask) == 0
         widths = analysis.layer_widths(dag, mask)
         assert [w.active for w in widths] == [0] * len(widths)

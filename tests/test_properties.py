@@ -85,12 +85,12 @@ def check_paths_equal_enumeration(spec, data) -> None:
     assert count == brute_force_path_count(dag.with_mask(keep).to_networkx())
     assert analysis.path_count(dag, keep) == pytest.approx(log10_exact(count), abs=1e-9)
     for p in (1, 2):  # exact rational sums of path products: no rounding anywhere
-        exact = analysis.edge_weight_sum(net, as_mask(keep), p=p, exact=True)
+        exact = analysis.edge_weight_sum(net, as_mask(keep), p=p, method="graph", exact=True)
         assert exact == ref[f"r{p}"], (spec, p)
-        assert analysis.edge_weight_sum(dag, keep, p=p) == pytest.approx(
+        assert analysis.edge_weight_sum(dag, keep, p=p, method="graph") == pytest.approx(
             log10_exact(exact), abs=1e-9
         )
-    trace = analysis.path_kernel_trace(dag, keep, log10=True)
+    trace = analysis.path_kernel_trace(dag, keep, method="graph", log10=True)
     assert trace == pytest.approx(log10_exact(ref["trace"]), abs=1e-9)
 
 
@@ -292,9 +292,9 @@ def check_analysis_finite(spec, data) -> None:
     if ref["trace"] > 0:
         assert shares == pytest.approx(1.0)
     for p in (0, 1, 2):
-        value = analysis.edge_weight_sum(dag, keep, p=p)
+        value = analysis.edge_weight_sum(dag, keep, p=p, method="graph")
         _finite_or(value, ref[("count", "r1", "r2")[p]] == 0, f"edge_weight_sum p={p}")
-    tr = analysis.path_kernel_trace(dag, keep)
+    tr = analysis.path_kernel_trace(dag, keep, method="graph")
     assert math.isfinite(tr) and tr >= 0.0 and (tr == 0.0) == (ref["trace"] == 0)
     for w in analysis.layer_widths(dag, keep):
         assert 0 <= w.active <= w.units and 0.0 <= w.width <= 1.0

@@ -17,7 +17,7 @@ from pathnet.models import kaiming_init
 from pathnet.select import select, synflow, target_count
 from pathnet.select.scoring import flatten_scores, mask_from_global, present_indices, top_k
 from pathnet.select.synflow import schedule, synflow_scores
-from tests.reference import autograd_synflow_scores
+from tests.reference import autograd_synflow_mask, autograd_synflow_scores
 
 VARIANTS = [("synflow", None), ("synflow_l2", "phew"), ("synflow_l2", "gebhart")]
 
@@ -148,7 +148,9 @@ def test_log_scores_do_not_overflow_on_deep_dense_nets():
 def test_graph_and_autograd_backends_give_identical_masks(net, method, variant):
     model = NETS[net]()
     for density in (0.2, 0.02):
-        graph = select(method, model, density, **opts(method, variant, iterations=25))
+        graph = select(
+            method, model, density, **opts(method, variant, iterations=25, backend="graph")
+        )
         auto = select(
             method, model, density, **opts(method, variant, iterations=25, backend="autograd")
         )
@@ -188,7 +190,7 @@ def test_fast_graph_backend_equals_obvious_loop(monkeypatch, path, method, varia
     model = seeded(CircRes(), seed=5)
     dag = pathnet.to_dag(model)
     for density in (0.3, 0.03):
-        fast = select(method, dag, density, **opts(method, variant, iterations=12))
+        fast = select(method, dag, density, **opts(method, variant, iterations=12, backend="graph"))
         assert fast == reference_synflow(dag, density, 12, method, variant)
     assert bool(undone) == (path == "undo")
 
@@ -199,7 +201,7 @@ def test_vgg16_circular_padding_backends_agree():
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             m.padding_mode = "circular"
-    graph = select("synflow_l2", model, 0.01, iterations=4)
+    graph = select("synflow_l2", model, 0.01, iterations=4, backend="graph")
     auto = select("synflow_l2", model, 0.01, iterations=4, backend="autograd")
     assert graph == auto
 
@@ -214,8 +216,68 @@ def test_resnet20_circular_padding_backends_agree_without_bn_eps():
             m.padding_mode = "circular"
         if isinstance(m, nn.BatchNorm2d):
             m.eps = 0.0
-    graph = select("synflow_l2", model, 0.05, iterations=10)
+    graph = select("synflow_l2", model, 0.05, iterations=10, backend="graph")
     assert graph == select("synflow_l2", model, 0.05, iterations=10, backend="autograd")
+
+
+# ------------------------------------- the default: the network as torch runs it
+def zero_padded(model: nn.Module) -> nn.Module:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.padding_mode = "zeros"
+    return model
+
+
+ZERO_NETS = {
+    "mlp": NETS["mlp"],
+    "zero_bn": lambda: zero_padded(seeded(CircNet(bn=True))),
+    "zero_res": lambda: zero_padded(seeded(CircRes(), seed=3)),
+    "resnet20": lambda: models.resnet20(seed=0),
+}
+
+
+def same_mask(got, ref: dict) -> bool:
+    return set(got) == set(ref) and all(np.array_equal(np.asarray(got[n]), ref[n]) for n in ref)
+
+
+@pytest.mark.parametrize(("method", "variant"), VARIANTS)
+@pytest.mark.parametrize("net", sorted(ZERO_NETS))
+def test_network_backend_equals_plain_autograd_reference(net, method, variant):
+    # zero padding, max/avg pooling, strides, BatchNorm in eval mode, residual additions
+    if net == "resnet20" and variant == "gebhart":
+        pytest.skip("covered by the other variants; keeps the default run short")
+    model = ZERO_NETS[net]()
+    iterations = 6 if net == "resnet20" else 12
+    for density in (0.1, 0.05, 0.02):
+        got = select(method, model, density, **opts(method, variant, iterations=iterations))
+        ref = autograd_synflow_mask(model, density, iterations, method, variant or "phew")
+        assert same_mask(got, ref), (net, density)
+        assert got.meta["backend"] == "network"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("density", [0.1, 0.05, 0.02])
+def test_network_backend_equals_plain_autograd_reference_vgg16(density):
+    model = models.vgg16(seed=0)
+    got = select("synflow_l2", model, density, iterations=3)
+    assert same_mask(got, autograd_synflow_mask(model, density, 3, "synflow_l2"))
+
+
+@pytest.mark.parametrize("net", ["mlp", "circ", "circ_res"])
+def test_graph_equals_network_on_circular_padding(net):
+    model = NETS[net]()
+    for density in (0.2, 0.02):
+        network = select("synflow_l2", model, density, iterations=15)
+        assert network == select("synflow_l2", model, density, iterations=15, backend="graph")
+
+
+def test_a_dag_alone_needs_backend_graph():
+    dag = pathnet.to_dag(models.mlp([6, 5, 3], seed=0))
+    with pytest.raises(ValueError, match=r"needs the torch model.*backend='graph'"):
+        select("synflow_l2", dag, 0.5)
+    with pytest.raises(ValueError, match="needs the torch model"):
+        synflow.synflow_nested(dag, [0.5])
+    assert select("synflow_l2", dag, 0.5, backend="graph").n_kept == 22
 
 
 # ------------------------------------------------------ counts and contract
@@ -224,8 +286,9 @@ def test_exact_count_schedule_and_determinism(method, variant):
     model = models.lenet5(seed=1)
     dag = pathnet.to_dag(model)
     for density, iterations in [(0.5, 1), (0.1, 7), (0.013, 30), (1.0, 3)]:
-        a = select(method, dag, density, **opts(method, variant, iterations=iterations))
-        b = select(method, model, density, **opts(method, variant, iterations=iterations))
+        kw = opts(method, variant, iterations=iterations, backend="graph")
+        a = select(method, dag, density, **kw)
+        b = select(method, model, density, **kw)
         assert a == b
         assert a.n_kept == target_count(dag, density)
     assert schedule(1000, 1000, 0.1, 4) == [562, 316, 177, 100]
@@ -252,7 +315,7 @@ def test_existing_mask_is_respected(rng, mode):
     assert pathnet.to_dag(masked).n_present == sum(int(k.sum()) for k in keep.values())
 
 
-@pytest.mark.parametrize("backend", ["graph", "autograd"])
+@pytest.mark.parametrize("backend", ["network", "graph", "autograd"])
 def test_model_is_not_modified(backend):
     model = models.resnet20(seed=0)
     model.train()
@@ -310,7 +373,7 @@ needs_phew = pytest.mark.skipif(not phew_registered(), reason="PHEW is not writt
 def assert_bottleneck(name: str, density: float, iterations: int) -> None:
     model = models.build(name, seed=0)
     dag = pathnet.to_dag(model)
-    l2 = min_width_fraction(dag, select("synflow_l2", dag, density, iterations=iterations))
+    l2 = min_width_fraction(dag, select("synflow_l2", model, density, iterations=iterations))
     phew = min_width_fraction(dag, select("phew", dag, density, seed=0))
     assert l2[0] < phew[0], (name, density, l2, phew)
     assert l2[1] <= phew[1], (name, density, l2, phew)
@@ -336,8 +399,8 @@ def test_nested_single_density_equals_synflow(method):
 
     model = models.lenet5(seed=2)
     dag = pathnet.to_dag(model)
-    (nested,) = synflow_nested(dag, [0.05], method=method, iterations=12)
-    assert nested == pathnet.select(method, dag, 0.05, iterations=12)
+    (nested,) = synflow_nested(dag, [0.05], method=method, iterations=12, backend="graph")
+    assert nested == pathnet.select(method, dag, 0.05, iterations=12, backend="graph")
 
 
 def test_nested_masks_record_one_schedule():
@@ -345,7 +408,7 @@ def test_nested_masks_record_one_schedule():
 
     dag = pathnet.to_dag(models.resnet20(seed=1))
     densities = [0.5, 0.02, 0.1]
-    masks = S.synflow_nested(dag, densities, method="synflow_l2", iterations=15)
+    masks = S.synflow_nested(dag, densities, method="synflow_l2", iterations=15, backend="graph")
     counts = [int(d * dag.n_params) for d in densities]
     assert [m.n_kept for m in masks] == counts
     # the same schedule run separately and stopped at each checkpoint gives the same mask

@@ -12,6 +12,7 @@ The comparison is a grid definition (:func:`similarity_grid`: one trial per seed
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,7 @@ def _float(v: Any) -> float | None:
 
 
 def _compare(
-    imp_mask: Any, dag: Any, target: float, seed: int, p: Mapping[str, Any]
+    imp_mask: Any, init: Any, dag: Any, target: float, seed: int, p: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
     """Rows of every method against one IMP round (matched density)."""
     from pathnet import analysis
@@ -43,7 +44,7 @@ def _compare(
     d = imp_mask.n_kept / imp_mask.n_total
     for method in p["methods"]:
         opts: dict[str, Any] = {"iterations": 100} if method.startswith("synflow") else {}
-        other = select(method, dag, d, seed=seed, **opts)
+        other = select(method, init, d, seed=seed, **opts)
         table = analysis.mask_similarity(imp_mask, other, dag)
         base = {
             "model": p["model"],
@@ -78,7 +79,8 @@ def compute_seed(trial: GridTrial, folder: Path, root: Path, options: RunOptions
     seed = p["seed"]
     train, test = splits(p["dataset"], options.data_root)
     model = pathnet.models.build(p["model"], seed=seed)
-    dag = pathnet.to_dag(model)
+    init = copy.deepcopy(model)  # SynFlow scores the network itself, at initialisation
+    dag = pathnet.to_dag(init)
     rounds = imp(
         model,
         train,
@@ -93,7 +95,7 @@ def compute_seed(trial: GridTrial, folder: Path, root: Path, options: RunOptions
     rows = []
     for target in p["densities"]:
         imp_mask = min(rounds, key=lambda m: abs(math.log(m.density / target)))
-        rows += _compare(imp_mask, dag, target, seed, p)
+        rows += _compare(imp_mask, init, dag, target, seed, p)
     return {"tables": {"imp_similarity": rows}}
 
 

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -98,19 +98,25 @@ class ReproduceConfig:
         return opts
 
 
-def analyze_masked(dag: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Scalar metrics and per-group widths of an already-masked DAG."""
+def analyze_masked(
+    dag: Any, model: Any = None, mask: Any = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Scalar metrics and per-group widths of an already-masked DAG; the trace and
+    the L1 sum on the network itself when its ``model`` and ``mask`` are given
+    (else on the DAG, ``method="graph"``)."""
     from pathnet import analysis
 
     widths = analysis.layer_widths(dag)
     narrow = analysis.bottleneck(dag)
     hidden = [w for w in widths if w.kind in ("hidden", "sum")]
+    on: tuple[Any, ...] = (model, mask) if model is not None else (dag,)
+    how: Literal["network", "graph"] = "network" if model is not None else "graph"
     scalar = {
         "kept": dag.n_present,
         "effective_params": analysis.effective_params(dag),
         "log10_paths": analysis.path_count(dag),
-        "log10_trace": analysis.path_kernel_trace(dag, log10=True),
-        "log10_l1_sum": analysis.edge_weight_sum(dag, p=1),
+        "log10_trace": analysis.path_kernel_trace(*on, log10=True, method=how),
+        "log10_l1_sum": analysis.edge_weight_sum(*on, p=1, method=how),
         "min_width_frac": narrow.width if narrow else math.nan,
         "narrowest_group": narrow.name if narrow else "",
         "dead_groups": sum(1 for w in hidden if w.active == 0),
@@ -165,7 +171,7 @@ def _paths_task(params: Mapping[str, Any]) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     widths: list[dict[str, Any]] = []
     for density, mask in zip(densities, masks):
-        scalar, per_group = analyze_masked(analysis.prepare(dag, mask))
+        scalar, per_group = analyze_masked(analysis.prepare(dag, mask), model, mask)
         key = {"model": model_name, "method": method, "density": density, "seed": seed}
         results.append({**key, **scalar, "select_s": round(select_s / len(masks), 4)})
         widths.extend({**key, **w} for w in per_group)
