@@ -67,8 +67,8 @@ ResNet20        94.1%   97.7%   96.2%
 VGG16           --      65%     59%
 ==============  ======  ======  ======
 
-(VGG16 at 5% and 2% as measured in issue 13 on the same definitions; at 1%
-see ``benchmarks/bench_synflow.py``.) Layer widths differ too: VGG16 at 5%,
+(VGG16 at 5% and 2% as measured in issue 13 on the same definitions; at 1%: 53.8%,
+``benchmarks/bench_synflow.py``.) Layer widths differ too: VGG16 at 5%,
 ``features.26`` keeps 150 of 512 units active in the graph mask, 247 in the
 exact one.
 
