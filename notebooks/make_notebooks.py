@@ -303,7 +303,10 @@ NB3 = [
         "print('writing to', out_dir if SMALL else out_dir.relative_to(notebook_dir().parent))"
     ),
     code(
+        "import warnings\n\n"
         "from pathnet.experiments.reproduce import ReproduceConfig, reproduce\n\n"
+        "# tqdm.auto warns about ipywidgets even with the progress bar off\n"
+        "warnings.filterwarnings('ignore', message='IProgress not found')\n"
         "config = ReproduceConfig(\n"
         "    models=('resnet20',) if SMALL else ('vgg16', 'resnet20'),\n"
         "    methods=('phew', 'synflow_l2', 'random'),\n"
