@@ -41,5 +41,10 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
+# Regenerate the notebooks from notebooks/make_notebooks.py and execute them in place
+# (full settings, kernel started in notebooks/), so the committed files carry their plots.
+notebooks: $(STAMP)
+	cd notebooks && $(abspath $(PY)) make_notebooks.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
