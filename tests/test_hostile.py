@@ -190,8 +190,12 @@ def test_all_zero_layer():
     table = analysis.summary(model)
     assert table.overall["log10_R1"] == -math.inf and table.overall["log10_R2"] == -math.inf
     assert math.isfinite(table.overall["log10_paths"])  # the paths exist, their weights are 0
-    # d R2 / d(theta**2) of a zeroed weight is the product of the others: the trace lives on
-    assert math.isfinite(table.overall["log10_trace"]) and analysis.path_kernel_trace(model) > 0
+    # On the DAG, d R2 / d(theta**2) of a zeroed weight is the product of the others: the
+    # trace lives on. On the network as torch runs it (the default, like the authors' code)
+    # the zeroed layer's outputs sit at ReLU's kink, whose derivative torch takes as 0.
+    assert math.isfinite(table.overall["log10_trace"])
+    assert analysis.path_kernel_trace(model, method="graph") > 0
+    assert analysis.path_kernel_trace(model) == analysis.path_kernel_trace(model, method="autograd")
 
 
 def test_all_zero_network():
@@ -241,7 +245,8 @@ def test_mask_that_disconnects_a_layer(arch):
     masked = dag.with_mask(mask)
     for method in DATA_FREE:
         try:
-            got = select(method, masked, 0.05, seed=0, **options(method))
+            graph = {"backend": "graph"} if method.startswith("synflow") else {}  # a DAG only
+            got = select(method, masked, 0.05, seed=0, **options(method), **graph)
         except ValueError as exc:
             assert method in ("phew", "random_paths") and arch != "resnet", (method, exc)
             assert "no complete input -> output path" in str(exc)

@@ -46,7 +46,12 @@ def test_grouped_depthwise_and_cat_models_hit_the_density_exactly(method: str) -
     torch.manual_seed(0)
     model = CatGrouped()
     dag = pathnet.to_dag(model)
-    mask = pathnet.select(method, model, 0.3, seed=0)
+    options = {}
+    if method.startswith("synflow"):  # the exact network computation refuses them by name
+        with pytest.raises(ValueError, match=r"'b\.weight' is a grouped convolution"):
+            pathnet.select(method, model, 0.3, seed=0)
+        options = {"backend": "graph"}
+    mask = pathnet.select(method, model, 0.3, seed=0, **options)
     assert mask.n_kept == int(0.3 * dag.n_weights)
     # elements outside a grouped conv's groups do not exist: the mask has the parameter's shape
     assert mask["b.weight"].shape == model.b.weight.shape

@@ -50,10 +50,12 @@ def dataset_facts(name: str) -> tuple[str, int]:
 
 def method_function(name: str) -> Callable[..., Any] | None:
     """The registered selection function of ``name``, or None where there is none."""
-    from pathnet.select.registry import METHODS, _load_builtin_methods
+    from pathnet.select.registry import get_method
 
-    _load_builtin_methods()
-    return METHODS.get(name)
+    try:
+        return get_method(name).selector()
+    except ValueError:  # not a registered method
+        return None
 
 
 def known_options(fn: Callable[..., Any], fixed: Sequence[str]) -> set[str] | None:

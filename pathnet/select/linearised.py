@@ -245,6 +245,13 @@ class Linearised:
                 raise ValueError(
                     f"parameter {block.param!r} does not belong to a Linear or Conv2d submodule"
                 )
+            if block.param_index is not None or getattr(module, "groups", 1) != 1:
+                raise ValueError(
+                    f"parameter {block.param!r} is a grouped convolution or reads a channel "
+                    "concatenation, which the exact network computation does not support "
+                    "yet; ask for the DAG approximation (backend='graph' for SynFlow, "
+                    "method='graph' for the analyses)"
+                )
             values = block.values.reshape(block.param_shape)
             present = block.present_mask().reshape(block.param_shape)
             layer = _Layer(module, values, present, int(off[b]))
