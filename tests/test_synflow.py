@@ -14,7 +14,8 @@ import pathnet
 from pathnet import models
 from pathnet.graph.propagate import backward_log, forward_log
 from pathnet.models import kaiming_init
-from pathnet.select import select, synflow, target_count
+from pathnet.select import select, synflow_graph, target_count
+from pathnet.select import synflow as S
 from pathnet.select.scoring import flatten_scores, mask_from_global, present_indices, top_k
 from pathnet.select.synflow import schedule, synflow_scores
 from tests.reference import autograd_synflow_mask, autograd_synflow_scores
@@ -180,13 +181,13 @@ def reference_synflow(dag, density, iterations, method, variant):
 def test_fast_graph_backend_equals_obvious_loop(monkeypatch, path, method, variant):
     # small thresholds so that a small net takes the bracketed path (or always falls back,
     # or brackets too high, kills too many, undoes the kills and falls back)
-    monkeypatch.setattr(synflow, "_BRACKET_MIN", 64)
-    monkeypatch.setattr(synflow, "_SAMPLE", 1 << 10 if path != "fallback" else 16)
+    monkeypatch.setattr(synflow_graph, "_BRACKET_MIN", 64)
+    monkeypatch.setattr(synflow_graph, "_SAMPLE", 1 << 10 if path != "fallback" else 16)
     undone = []
     if path == "undo":
-        sample, revive = synflow.slot_sample, synflow.slot_revive
-        monkeypatch.setattr(synflow, "slot_sample", lambda *a: sample(*a) + 3.0)
-        monkeypatch.setattr(synflow, "slot_revive", lambda *a: undone.append(revive(*a)))
+        sample, revive = synflow_graph.slot_sample, synflow_graph.slot_revive
+        monkeypatch.setattr(synflow_graph, "slot_sample", lambda *a: sample(*a) + 3.0)
+        monkeypatch.setattr(synflow_graph, "slot_revive", lambda *a: undone.append(revive(*a)))
     model = seeded(CircRes(), seed=5)
     dag = pathnet.to_dag(model)
     for density in (0.3, 0.03):
@@ -276,7 +277,7 @@ def test_a_dag_alone_needs_backend_graph():
     with pytest.raises(ValueError, match=r"needs the torch model.*backend='graph'"):
         select("synflow_l2", dag, 0.5)
     with pytest.raises(ValueError, match="needs the torch model"):
-        synflow.synflow_nested(dag, [0.5])
+        S.synflow_nested(dag, [0.5])
     assert select("synflow_l2", dag, 0.5, backend="graph").n_kept == 22
 
 
@@ -415,9 +416,9 @@ def test_nested_masks_record_one_schedule():
     keep = sorted(
         set(S.schedule(dag.n_params, dag.n_present, 0.02, 15)) | set(counts), reverse=True
     )
-    kind = S._Kind.of("synflow_l2", "phew")
+    kind = S.Kind.of("synflow_l2", "phew")
     for mask, k in zip(masks, counts):
-        gidx = S._run_graph(dag, kind, [s for s in keep if s >= k])
+        gidx = S.run_graph(dag, kind, [s for s in keep if s >= k])
         assert mask == S.mask_from_global(dag, gidx)
     # nested: every lower-density mask inside the higher ones
     lo, mid, hi = masks[1], masks[2], masks[0]
