@@ -43,8 +43,10 @@ __all__ = [
     "METHOD_STYLE",
     "accuracy_vs_density",
     "group_label",
+    "loss_curves",
     "metric_vs_density",
     "plot_widths",
+    "sanity_deltas",
     "save_figure",
     "width_profile",
 ]
@@ -411,4 +413,87 @@ def plot_widths(
     else:
         shown = ", ".join(f"{k} {100 * d:.3g}%" for k, d in zip(masks, densities))
     ax.set_title(title or f"{type(model).__name__}: layer widths ({shown})")
+    return _finish(fig, path)
+
+
+def loss_curves(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str] | None = None,
+    *,
+    metric: str = "train_loss",
+    ylabel: str = "training loss (window mean)",
+    title: str = "",
+    methods: Sequence[str] | None = None,
+    caption: str = "",
+) -> Figure:
+    """One panel per density: ``metric`` against training samples seen, per method.
+
+    The "learns fast" picture. Rows are logged steps (``fit(log_every=...)``) with keys
+    ``method``, ``density``, ``seed``, ``samples`` and ``metric``; the dense baseline
+    (``method == "dense"``) is drawn in every panel. Lines: mean over seeds at each
+    logged point; bands: min to max.
+    """
+    densities = sorted({_num(r["density"]) for r in rows if r["method"] != "dense"}, reverse=True)
+    densities = densities or [1.0]
+    fig = Figure(figsize=(4.6 * len(densities), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(densities), squeeze=False, sharey=True)[0]
+    for ax, d in zip(axes, densities):
+        sub = [r for r in rows if r["method"] == "dense" or _num(r["density"]) == d]
+        for method in _methods_in(sub, methods):
+            by_x: dict[float, list[float]] = defaultdict(list)
+            for r in sub:
+                if r["method"] == method:
+                    by_x[_num(r["samples"])].append(_num(r[metric]))
+            x = np.array(sorted(by_x))
+            mean, lo, hi = _band([np.array(by_x[v]) for v in x])
+            kw = {**_draw_kwargs(method), "ms": 0}
+            if method == "dense":
+                kw.update(ls="--")
+            ax.plot(x, mean, **kw)
+            ax.fill_between(x, lo, hi, color=kw["color"], alpha=0.12, lw=0, zorder=2)
+        ax.set_xlabel("training samples seen")
+        ax.set_title(f"{title}{', ' if title else ''}density {100 * d:g}%")
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=_TICK_FONT + 1)
+    axes[0].set_ylabel(ylabel)
+    _legend(fig, axes, _caption(rows, caption), ncol=5)
+    return _finish(fig, path)
+
+
+def sanity_deltas(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str] | None = None,
+    *,
+    title: str = "sanity checks",
+    checks: Sequence[str] | None = None,
+    caption: str = "",
+) -> Figure:
+    """Bars: the change of test accuracy (points) each sanity check causes, per method.
+
+    Rows have keys ``method``, ``sanity`` (the check), ``delta_mean`` and ``delta_std``
+    (percentage points; the error bar is one standard deviation over seeds).
+    """
+    checks = list(checks or dict.fromkeys(str(r["sanity"]) for r in rows))
+    methods = [m for m in METHOD_STYLE if any(r["method"] == m for r in rows)]
+    fig = Figure(figsize=(max(6.0, 0.9 * len(methods) + 2), 4.2), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(checks))
+    palette = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
+    for j, check in enumerate(checks):
+        xs, ys, es = [], [], []
+        for i, m in enumerate(methods):
+            hit = [r for r in rows if r["method"] == m and r["sanity"] == check]
+            if hit:
+                xs.append(i + (j - (len(checks) - 1) / 2) * width)
+                ys.append(_num(hit[0]["delta_mean"]))
+                es.append(_num(hit[0]["delta_std"]))
+        ax.bar(xs, ys, width, yerr=es, capsize=2, label=check, color=palette[j % len(palette)])
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(methods)))
+    ax.set_xticklabels([_style(m)["label"] for m in methods], rotation=30, ha="right")
+    ax.set_ylabel("change of test accuracy (points)")
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.legend(loc="outside lower center", ncol=len(checks), frameon=False, fontsize=9,
+               title=caption or None, title_fontsize=8)  # fmt: skip
     return _finish(fig, path)

@@ -1,7 +1,7 @@
 """The ``pathnet`` command line.
 
 Subcommands: ``info``, ``prune``, ``analyze``, ``train``, ``imp``, ``imp-similarity``,
-``reproduce``, ``figures``, ``sweep``, ``collect``. User mistakes print one line
+``reproduce``, ``figures``, ``sweep``, ``collect``, ``experiment``. User mistakes print one line
 ``pathnet CMD: error: ...`` and exit 2, without a traceback.
 """
 
@@ -28,11 +28,13 @@ from pathnet.cli.commands_experiments import (
     _experiment_errors,
     _train_overrides,
     add_collect_parser,
+    add_experiment_parser,
     add_figures_parser,
     add_imp_similarity_parser,
     add_reproduce_parser,
     add_sweep_parser,
     cmd_collect,
+    cmd_experiment,
     cmd_figures,
     cmd_imp_similarity,
     cmd_reproduce,
@@ -120,6 +122,7 @@ def _add_sweep_parsers(sub: Any) -> None:
     """The ``sweep`` and ``collect`` subcommands."""
     add_sweep_parser(sub).set_defaults(func=cmd_sweep)
     add_collect_parser(sub).set_defaults(func=cmd_collect)
+    add_experiment_parser(sub).set_defaults(func=cmd_experiment)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -380,3 +380,88 @@ def add_collect_parser(sub: Any) -> argparse.ArgumentParser:
         help="every trial in SWEEP_DIR/trials, not only those of the last `pathnet sweep`",
     )
     return p
+
+
+@_experiment_errors
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """Run a named experiment (or all), or list them."""
+    from pathnet._text import format_table
+    from pathnet.experiments import RunOptions
+    from pathnet.experiments.named import EXPERIMENTS, run_experiment
+
+    if args.list or not args.name:
+        rows = [
+            {"name": e.name, "summary": e.summary,
+             "default budget": e.budget.get("default", "")}
+            for e in EXPERIMENTS.values()
+        ]  # fmt: skip
+        print(format_table(rows, ["name", "summary"]))
+        print("\nall: every experiment above, in this order. Budgets (default profile):")
+        for e in EXPERIMENTS.values():
+            print(f"  {e.name}: {e.budget.get('default', '')}")
+        return 0
+    if args.quick and args.recipe == "paper":
+        raise UserError("--quick and --recipe paper exclude each other")
+    profile = "quick" if args.quick else ("paper" if args.recipe == "paper" else "default")
+    names = list(EXPERIMENTS) if args.name == "all" else [args.name]
+    for name in names:
+        if name not in EXPERIMENTS:
+            raise UserError(
+                f"unknown experiment {name!r}; expected one of {', '.join(EXPERIMENTS)} or all "
+                "(see pathnet experiment --list)"
+            )
+    options = RunOptions(
+        data_root=args.data_root, device=args.device, threads=args.threads, progress=args.progress
+    )
+    for name in names:
+        files = run_experiment(
+            name,
+            args.out,
+            profile=profile,
+            executor=args.executor,
+            workers=args.workers,
+            options=options,
+            report_dir=args.report_dir,
+            run=not args.report_only,
+        )
+        print(f"{name}: wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def add_experiment_parser(sub: Any) -> argparse.ArgumentParser:
+    """The ``experiment`` subcommand's parser (its ``func`` is set by :func:`pathnet.cli.build_parser`)."""
+    from pathnet.experiments.runner import EXECUTORS
+
+    p = sub.add_parser(
+        "experiment",
+        help="run a named experiment (learn-fast, generalize, sanity, ...); --list shows them",
+        description=(
+            "Run a named experiment resumably (rerun the same command to complete an "
+            "interrupted one) and write its report: a tidy CSV of every trial, summary "
+            "tables (mean ± std over seeds), figures and report.md in OUT/<name>. "
+            "The default profile fits the CPU budget stated by --list; --quick runs a few "
+            "small trials of the same code; --recipe paper uses the PHEW authors' recipe."
+        ),
+    )
+    p.add_argument("name", nargs="?", help="experiment name, or 'all'")
+    p.add_argument("--list", action="store_true", help="list the experiments and budgets")
+    p.add_argument("--quick", action="store_true", help="a few small trials (under 2 minutes)")
+    p.add_argument("--recipe", choices=("default", "paper"), default="default",
+                   help="paper: SGD Nesterov 0.9, lr 0.1 x0.1 at epochs 80 and 120, 160 epochs, "
+                        "batch 128, weight decay 1e-4, full training set")  # fmt: skip
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local pool (default), submitit-local or slurm")  # fmt: skip
+    kind: Callable[[str], Any]
+    for flag, kind, default, text in (
+        ("--out", str, "runs/experiments", "trials and reports (default runs/experiments)"),
+        ("--report-dir", str, None, "write the reports into REPORT_DIR/<name> instead"),
+        ("--workers", _positive_int, 1, "worker processes of the local pool (default 1)"),
+        ("--threads", _positive_int, None, "torch threads per trial (default: CPUs / workers)"),
+        ("--data-root", str, None, "folder holding the data sets (default: the usual search)"),
+    ):  # fmt: skip
+        p.add_argument(flag, type=kind, default=default, help=text)
+    _add_device(p)
+    p.add_argument("--progress", action="store_true", help="a progress bar per trial")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the report from the trials finished so far; run nothing")  # fmt: skip
+    return p

@@ -79,7 +79,7 @@ Examples
 
 from __future__ import annotations
 
-from pathnet.data.dataset import Dataset, normalize, random_crop_flip
+from pathnet.data.dataset import Dataset, normalize, pad_images, random_crop_flip
 from pathnet.data.download import download
 from pathnet.data.errors import DatasetError, DatasetNotFoundError
 from pathnet.data.find import find_dataset, load_dataset, search_dirs
@@ -114,6 +114,7 @@ __all__ = [
     "loader",
     "mix_seed",
     "normalize",
+    "pad_images",
     "random_crop_flip",
     "read_idx",
     "search_dirs",

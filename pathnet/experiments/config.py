@@ -80,6 +80,7 @@ __all__ = [
     "DATA_METHODS",
     "DENSE",
     "MAX_TRIALS",
+    "SANITY_CHECKS",
     "TRIAL_KEYS",
     "SweepConfig",
     "Trial",
@@ -108,6 +109,16 @@ _V1_TRAIN = frozenset(
      "gamma", "mask_mode", "augment", "amp")
 )  # fmt: skip
 _TRAIN_DEFAULTS = TrainConfig().to_dict()
+
+#: Sanity checks a trial may apply to its method's mask or weights (:mod:`pathnet.sanity`).
+SANITY_CHECKS = (
+    "none", "shuffle", "shuffle_fan_in", "reinit_kaiming", "reinit_liu", "reinit_evci",
+    "invert",
+)  # fmt: skip
+
+# Settings added after the first sweep format: they enter a trial's identity (its hash)
+# only when set away from these defaults, so existing sweep folders keep their names.
+_LATER_DEFAULTS: dict[str, Any] = {"pad": 0, "sanity": "none", "log_every": None, "dst": None}
 
 
 def canonical_json(obj: Any) -> str:
@@ -200,6 +211,14 @@ class Trial:
     ``milestones=None`` means 50% and 75% of the epochs, ``augment=None`` the data set's
     default). ``train_subset``/``test_subset`` (None: the whole split) keep
     ``n // classes`` samples of every class, drawn with seed 0 (the same for every trial).
+    ``pad`` pads every image by that many black pixels per side (28x28 Fashion-MNIST to
+    32x32 for ResNet20 with ``pad = 2``). ``sanity`` applies a check of
+    :mod:`pathnet.sanity` (one of :data:`SANITY_CHECKS`): ``shuffle`` /
+    ``shuffle_fan_in`` shuffle the method's mask within each layer (seed ``mask_seed``;
+    ``fan_in`` keeps every unit's fan-in), ``reinit_<scheme>`` re-draws the kept weights
+    (seed ``init_seed``), ``invert`` keeps the inverted ranking. ``log_every`` logs the
+    training loss and accuracy every that many optimizer steps (``fit(log_every=...)``).
+    ``dst`` holds the options of dynamic sparse training (``pathnet.train.DST``) or None.
     """
 
     method: str
@@ -214,6 +233,10 @@ class Trial:
     test_subset: int | None = None
     method_options: Mapping[str, Any] = field(default_factory=dict)
     model_options: Mapping[str, Any] = field(default_factory=dict)
+    pad: int = 0
+    sanity: str = "none"
+    log_every: int | None = None
+    dst: Mapping[str, Any] | None = None
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Trial:
@@ -247,6 +270,11 @@ class Trial:
             out[key] = None if v is None else _int(key, v, 1)
         out["method_options"] = _options("method_options", s.get("method_options", {}))
         out["model_options"] = _options("model_options", s.get("model_options", {}))
+        out["pad"] = _int("pad", s.get("pad", 0), 0)
+        v = s.get("log_every")
+        out["log_every"] = None if v is None else _int("log_every", v, 1)
+        out["sanity"] = _sanity(s.get("sanity", "none"), method)
+        out["dst"] = _dst(s.get("dst"), method)
         if method == DENSE:  # one dense baseline whatever density/mask settings it is crossed with
             out.update(density=1.0, mask_seed=0, method_options={})
         return cls(**out)
@@ -259,14 +287,17 @@ class Trial:
         d.update(mask_seed=self.mask_seed, init_seed=self.init_seed, **self.train.to_dict())
         d.update(train_subset=self.train_subset, test_subset=self.test_subset)
         d.update(method_options=dict(self.method_options), model_options=dict(self.model_options))
+        d.update(pad=self.pad, sanity=self.sanity, log_every=self.log_every)
+        d["dst"] = dict(self.dst) if self.dst is not None else None
         return d
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as JSON-ready plain data (what is hashed; see the module notes)."""
+        later = {**_TRAIN_DEFAULTS, **_LATER_DEFAULTS}
         return {
             k: v
             for k, v in self.settings().items()
-            if k not in _TRAIN_DEFAULTS or k in _V1_TRAIN or v != _TRAIN_DEFAULTS[k]
+            if k not in later or k in _V1_TRAIN or v != later[k]
         }
 
     @classmethod
@@ -281,8 +312,10 @@ class Trial:
 
     @property
     def name(self) -> str:
-        """Folder name ``<method>-d<density>-s<seed>-<hash>``."""
-        return f"{self.method}-d{self.density:g}-s{self.seed}-{self.hash}"
+        """Folder name ``<method>-d<density>-s<seed>-<hash>`` (``<method>-<sanity>-...``
+        for a sanity check)."""
+        method = self.method if self.sanity == "none" else f"{self.method}-{self.sanity}"
+        return f"{method}-d{self.density:g}-s{self.seed}-{self.hash}"
 
     def mask_key(self) -> dict[str, Any] | None:
         """What the mask depends on (None for the dense baseline); see the module notes."""
@@ -297,9 +330,17 @@ class Trial:
             "mask_seed": self.mask_seed,
             "method_options": dict(self.method_options),
         }
-        if self.method in DATA_METHODS:
+        if self.method in DATA_METHODS or self.sanity == "invert":
             key["dataset"] = self.dataset
+        if self.sanity in ("shuffle", "shuffle_fan_in", "invert"):
+            key["sanity"] = self.sanity
         return key
+
+    def base(self) -> Trial:
+        """The same trial without its sanity check (whose mask a shuffle starts from)."""
+        from dataclasses import replace
+
+        return replace(self, sanity="none")
 
     @property
     def mask_hash(self) -> str | None:
@@ -308,12 +349,47 @@ class Trial:
         return None if key is None else config_hash(key)
 
 
+def _sanity(v: Any, method: str) -> str:
+    name = _str("sanity", v).lower()
+    if name not in SANITY_CHECKS:
+        raise ValueError(
+            f"{_PREFIX}: sanity must be one of {', '.join(SANITY_CHECKS)}, got {v!r}"
+        )
+    if name != "none" and method == DENSE:
+        raise ValueError(f"{_PREFIX}: sanity {name!r} needs a mask; the dense baseline has none")
+    if name == "invert":
+        from pathnet.sanity import inverted_method
+
+        if inverted_method(method) is None:
+            raise ValueError(
+                f"{_PREFIX}: sanity 'invert': method {method!r} has no inverted ranking "
+                f"(see pathnet.sanity.inverted_method)"
+            )
+    return name
+
+
+def _dst(v: Any, method: str) -> dict[str, Any] | None:
+    if v is None:
+        return None
+    if method == DENSE:
+        raise ValueError(f"{_PREFIX}: dst needs a mask; the dense baseline has none")
+    from pathnet.train.dst import DST
+
+    try:
+        return DST.from_dict(_options("dst", v)).to_dict()
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{_PREFIX}: dst: {str(exc).split(': ', 1)[-1]}") from None
+
+
 #: Settings a trial takes, in the order of the result table's columns.
 TRIAL_KEYS: tuple[str, ...] = (
     "method", "density", "model", "dataset", "seed", "mask_seed", "init_seed",
     *TrainConfig.field_names(), "train_subset", "test_subset", "method_options", "model_options",
+    "pad", "sanity", "log_every", "dst",
 )  # fmt: skip
-_GRIDDABLE = tuple(k for k in TRIAL_KEYS if k not in ("method_options", "model_options"))
+_GRIDDABLE = tuple(
+    k for k in TRIAL_KEYS if k not in ("method_options", "model_options", "dst")
+)
 
 
 def _check_options(

@@ -64,10 +64,14 @@ SweepReport = GridReport
 # --------------------------------------------------------------------------- one trial
 def _datasets(trial: Trial, data_root: str | None, download: bool) -> tuple[Any, Any]:
     """Train and test splits of the trial's dataset (loaded once per process), subset."""
+    from pathnet.data import pad_images
+
     train, test = splits(trial.dataset, data_root, download)
-    return _subset(train, trial.train_subset, "train_subset"), _subset(
-        test, trial.test_subset, "test_subset"
-    )
+    train = _subset(train, trial.train_subset, "train_subset")
+    test = _subset(test, trial.test_subset, "test_subset")
+    if trial.pad:
+        train, test = pad_images(train, trial.pad), pad_images(test, trial.pad)
+    return train, test
 
 
 def _subset(ds: Any, n: int | None, what: str) -> Any:
@@ -95,11 +99,15 @@ def build_mask(
     from pathnet.mask import Mask, MaskFileError
     from pathnet.select.registry import select
 
+    from pathnet import sanity
+
     key = trial.mask_key()
     if key is None:
         return None, None
     path = Path(sweep_dir) / MASKS_DIR / f"{trial.mask_hash}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if trial.sanity.startswith("shuffle"):  # built from the method's own (shared) mask
+        base, _ = build_mask(trial.base(), model, sweep_dir, train=train)
     with _flock(path.with_suffix(".lock")):
         if path.is_file():
             with contextlib.suppress(MaskFileError):  # a damaged file is rebuilt
@@ -112,7 +120,14 @@ def build_mask(
                 raise ValueError(f"{_PREFIX}: method {trial.method!r} needs training data")
             batch = subset_per_class(train, 10, seed=trial.mask_seed)
             options["data"] = (batch.images, batch.labels)
-        mask = select(trial.method, model, trial.density, seed=trial.mask_seed, **options)
+        if trial.sanity.startswith("shuffle"):
+            preserve = "unit_fan_in" if trial.sanity == "shuffle_fan_in" else "layer"
+            mask = sanity.layerwise_shuffle(base, seed=trial.mask_seed, preserve=preserve)
+        elif trial.sanity == "invert":
+            mask = sanity.invert(trial.method, model, trial.density, seed=trial.mask_seed,
+                                 **options)  # fmt: skip
+        else:
+            mask = select(trial.method, model, trial.density, seed=trial.mask_seed, **options)
         mask.meta.update(mask_key=key, init_seed=trial.init_seed)
         mask.save(path)
     return mask, path
@@ -149,6 +164,16 @@ def compute_trial(task: GridTrial, folder: Path, root: Path, options: RunOptions
     threads = torch.get_num_threads()
     mask, mask_path = build_mask(trial, model, root, train=train)
     torch.set_num_threads(threads)  # whatever selection did to the thread pools
+    if trial.sanity.startswith("reinit_"):
+        from pathnet.sanity import reinitialize
+
+        scheme = trial.sanity.removeprefix("reinit_")
+        model = reinitialize(model, mask, scheme=scheme, seed=trial.init_seed)  # type: ignore[arg-type]
+    extra: dict[str, Any] = {}
+    if trial.dst is not None:
+        from pathnet.train.dst import DST
+
+        extra["dst"] = DST.from_dict(trial.dst)
     result = fit(
         model,
         mask,
@@ -160,6 +185,8 @@ def compute_trial(task: GridTrial, folder: Path, root: Path, options: RunOptions
         out_dir=folder,
         resume=True,
         progress=options.progress,
+        log_every=trial.log_every,
+        **extra,
     )
     return jsonable(
         {
@@ -173,8 +200,19 @@ def compute_trial(task: GridTrial, folder: Path, root: Path, options: RunOptions
             "n_test": len(test),
             "device": result.device,
             "threads": torch.get_num_threads(),
+            "steps": result.steps,
+            **_dst_doc(result),
         }
     )
+
+
+def _dst_doc(result: Any) -> dict[str, Any]:
+    """A dynamic sparse run's log and final density (nothing for a static mask)."""
+    log = getattr(result, "dst_log", None)
+    if not log:
+        return {}
+    final = getattr(result, "mask", None)
+    return {"dst_log": log, "final_density": final.density if final is not None else None}
 
 
 def _grid_trial(trial: Trial) -> GridTrial:

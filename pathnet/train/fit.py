@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pathnet._io import write_csv
 from pathnet._random import SeedLike
 from pathnet.mask import Mask, apply_mask
 from pathnet.train.checkpoint import (
@@ -109,6 +110,12 @@ class FitResult:
         The seed used (drawn at random when ``seed=None`` was passed).
     device : str
     out_dir : pathlib.Path or None
+    steps : list of dict
+        With ``log_every``: one row per ``log_every`` optimizer steps (and one for the
+        rest of each epoch): ``step`` (the last step of the window, counted from 1 over
+        the run), ``epoch`` (1-based), ``samples`` (training samples seen so far),
+        ``train_loss`` and ``train_acc`` (means over the window's samples, train mode).
+        Empty without ``log_every``.
     """
 
     history: list[dict[str, Any]]
@@ -122,6 +129,7 @@ class FitResult:
     device: str
     out_dir: Path | None
     final: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.final and self.history:
@@ -154,6 +162,7 @@ class FitResult:
             "seed": self.seed,
             "device": self.device,
             "out_dir": str(self.out_dir) if self.out_dir is not None else None,
+            "steps": self.steps,
         }
 
 
@@ -283,6 +292,7 @@ def fit(
     callback: Callable[[dict[str, Any]], None] | None = None,
     step_callback: Callable[[int, nn.Module], None] | None = None,
     progress: bool | str = True,
+    log_every: int | None = None,
     **overrides: Any,
 ) -> FitResult:
     """Train ``model`` under ``mask`` with the PHEW paper's recipe.
@@ -348,6 +358,10 @@ def fit(
     progress : bool or str, default True
         A tqdm progress bar on stderr; a string labels it (``pathnet imp`` passes
         ``"round k/N"``).
+    log_every : int, optional
+        Log the training loss and accuracy every ``log_every`` optimizer steps into
+        ``result.steps`` (see :class:`FitResult`; the "learns fast" curves), kept in
+        the checkpoint and written to ``out_dir/steps.csv``.
 
     Returns
     -------
@@ -380,6 +394,12 @@ def fit(
     cfg = build_config(config, overrides, "fit")
     if stop_after is not None and (isinstance(stop_after, bool) or int(stop_after) < 1):
         raise ValueError(f"{_PREFIX}: stop_after must be a positive integer, got {stop_after!r}")
+    if log_every is not None and (
+        isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1
+    ):
+        raise ValueError(
+            f"{_PREFIX}: log_every must be a positive integer or None, got {log_every!r}"
+        )
     run = _prepare(
         model,
         mask,
@@ -392,7 +412,51 @@ def fit(
         resume=resume,
     )
     end = cfg.epochs if stop_after is None else min(cfg.epochs, int(stop_after))
-    return _train(run, end, callback=callback, step_callback=step_callback, progress=progress)
+    return _train(
+        run,
+        end,
+        callback=callback,
+        step_callback=step_callback,
+        progress=progress,
+        steps=_StepLog(log_every) if log_every else None,
+    )
+
+
+class _StepLog:
+    """Windows of ``every`` optimizer steps: mean loss and accuracy, one row each."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.rows: list[dict[str, Any]] = []
+        self.samples = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.loss, self.correct, self.n, self.k = 0.0, 0, 0, 0
+
+    def __call__(self, step: int, loss: float, correct: int, n: int) -> None:
+        self.loss += loss * n
+        self.correct += correct
+        self.n += n
+        self.k += 1
+        self.samples += n
+        self.last = step
+        if self.k == self.every:
+            self.flush()
+
+    def flush(self, epoch: int | None = None) -> None:
+        """Close the open window (at an epoch's end; ``epoch`` 1-based)."""
+        if self.n:
+            self.rows.append(
+                {
+                    "step": self.last,
+                    "epoch": self.epoch if epoch is None else epoch,
+                    "samples": self.samples,
+                    "train_loss": self.loss / self.n,
+                    "train_acc": self.correct / self.n,
+                }
+            )
+        self._reset()
 
 
 def _train(
@@ -402,6 +466,7 @@ def _train(
     callback: Callable[[dict[str, Any]], None] | None,
     step_callback: Callable[[int, nn.Module], None] | None,
     progress: bool | str,
+    steps: _StepLog | None = None,
 ) -> FitResult:
     cfg, model, dev, saved = run.cfg, run.model, run.dev, run.saved
     model.to(dev)
@@ -419,6 +484,9 @@ def _train(
         start, step = 0, 0
         if saved is not None:
             history, start, step = _restore(run, optimizer, scheduler, scaler, batches)
+            if steps is not None:
+                steps.rows = [dict(r) for r in saved.get("steps") or []]
+                steps.samples = steps.rows[-1]["samples"] if steps.rows else 0
         else:
             seed_everything(run.seed)
         label = progress if isinstance(progress, str) else "fit"
@@ -432,6 +500,8 @@ def _train(
 
         try:
             for epoch in range(start, end_epoch):
+                if steps is not None:
+                    steps.epoch = epoch + 1
                 row, step = run_epoch(
                     model,
                     batches,
@@ -446,11 +516,14 @@ def _train(
                     eval_batch_size=cfg.eval_batch_size,
                     on_step=on_step,
                     step=step,
+                    on_batch=steps,
                 )
+                if steps is not None:
+                    steps.flush()
                 history.append(row)
                 _describe(pbar, row, cfg.epochs, label)
                 if run.out is not None:
-                    _save(run, history, step, optimizer, scheduler, scaler)
+                    _save(run, history, step, optimizer, scheduler, scaler, steps)
                 if callback is not None:
                     callback(dict(row))
         finally:
@@ -469,6 +542,7 @@ def _train(
         seed=run.seed,
         device=str(dev),
         out_dir=run.out,
+        steps=copy.deepcopy(steps.rows) if steps is not None else [],
     )
 
 
@@ -507,6 +581,7 @@ def _save(
     optimizer: Any,
     scheduler: Any,
     scaler: Any,
+    steps: _StepLog | None = None,
 ) -> None:
     """The checkpoint after epoch ``len(history)``, then the metrics files."""
     assert run.ckpt_path is not None
@@ -525,9 +600,12 @@ def _save(
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": rng,
             "history": history,
+            "steps": steps.rows if steps is not None else [],
         },
     )
     _write_metrics(run, history, done)
+    if steps is not None:
+        write_csv(steps.rows, run.out / "steps.csv")
 
 
 def _write_metrics(run: _Run, history: list[dict[str, Any]], done: int) -> None:

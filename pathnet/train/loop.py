@@ -265,10 +265,13 @@ def train_epoch(
     reduce: Reduce | None = None,
     on_step: Callable[[int], None] | None = None,
     step: int = 0,
+    on_batch: Callable[[int, float, int, int], None] | None = None,
 ) -> tuple[dict[str, float], int]:
     """One pass of SGD over ``batches``; returns ``({"train_loss", "train_acc"}, step)``.
 
     ``step`` counts optimizer steps over the run; ``on_step(step)`` is called after each.
+    ``on_batch(step, loss, correct, n)`` (optional) receives each batch's mean loss,
+    correct predictions and size (this process's, before any reduction).
     The loss and accuracy are running means in train mode, summed over the processes
     by ``reduce``.
     """
@@ -288,9 +291,12 @@ def train_epoch(
             optimizer.step()
         step += 1
         n = int(y.shape[0])
+        correct = (logits.detach().argmax(1) == y).sum()
         sums[0] += loss.detach().double() * n
-        sums[1] += (logits.detach().argmax(1) == y).sum()
+        sums[1] += correct
         sums[2] += n
+        if on_batch is not None:
+            on_batch(step, float(loss.detach()), int(correct), n)
         if on_step is not None:
             on_step(step)
     if reduce is not None:
@@ -373,6 +379,7 @@ def run_epoch(
     reduce: Reduce | None = None,
     on_step: Callable[[int], None] | None = None,
     step: int = 0,
+    on_batch: Callable[[int, float, int, int], None] | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Train epoch ``epoch`` (0-based), step the schedule, evaluate: the history row.
 
@@ -393,6 +400,7 @@ def run_epoch(
         reduce=reduce,
         on_step=on_step,
         step=step,
+        on_batch=on_batch,
     )
     scheduler.step()
     row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **stats}
