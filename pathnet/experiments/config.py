@@ -352,9 +352,7 @@ class Trial:
 def _sanity(v: Any, method: str) -> str:
     name = _str("sanity", v).lower()
     if name not in SANITY_CHECKS:
-        raise ValueError(
-            f"{_PREFIX}: sanity must be one of {', '.join(SANITY_CHECKS)}, got {v!r}"
-        )
+        raise ValueError(f"{_PREFIX}: sanity must be one of {', '.join(SANITY_CHECKS)}, got {v!r}")
     if name != "none" and method == DENSE:
         raise ValueError(f"{_PREFIX}: sanity {name!r} needs a mask; the dense baseline has none")
     if name == "invert":
@@ -387,9 +385,7 @@ TRIAL_KEYS: tuple[str, ...] = (
     *TrainConfig.field_names(), "train_subset", "test_subset", "method_options", "model_options",
     "pad", "sanity", "log_every", "dst",
 )  # fmt: skip
-_GRIDDABLE = tuple(
-    k for k in TRIAL_KEYS if k not in ("method_options", "model_options", "dst")
-)
+_GRIDDABLE = tuple(k for k in TRIAL_KEYS if k not in ("method_options", "model_options", "dst"))
 
 
 def _check_options(

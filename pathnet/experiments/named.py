@@ -72,7 +72,7 @@ SEEDS = (0, 1, 2)
 PAPER = {"epochs": 160, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "nesterov": True,
          "weight_decay": 1e-4, "milestones": [80, 120], "gamma": 0.1}  # fmt: skip
 
-RESNET20_FMNIST = {"model": "resnet20", "model_options": {"in_channels": 1, "input_size": 32},
+RESNET20_FMNIST: dict[str, Any] = {"model": "resnet20", "model_options": {"in_channels": 1, "input_size": 32},
                    "pad": 2}  # fmt: skip
 
 
@@ -231,8 +231,9 @@ def _row(trial: Trial, doc: Mapping[str, Any] | None) -> dict[str, Any]:
         "train_loss": final.get("train_loss"),
         "first_epoch_loss": (
             statistics.fmean(float(s["train_loss"]) for s in steps if s["epoch"] == 1)
-            if steps else None
-        ),  # fmt: skip
+            if steps
+            else None
+        ),
         "train_seconds": round(sum(float(h.get("time_s") or 0) for h in history), 2),
     }
 
@@ -261,9 +262,7 @@ def _summary(
     return out
 
 
-def _values(
-    rows: Sequence[Mapping[str, Any]], metric: str, **where: Any
-) -> list[float]:
+def _values(rows: Sequence[Mapping[str, Any]], metric: str, **where: Any) -> list[float]:
     return [
         float(r[metric])
         for r in rows
@@ -320,8 +319,13 @@ def _learn_fast_trials(profile: str) -> list[Trial]:
     fixed = _train_settings(
         profile,
         default={"epochs": 1, "train_subset": 3000, "test_subset": 1000, "log_every": 2},
-        quick={"epochs": 1, "train_subset": 256, "test_subset": 100, "log_every": 1,
-               "batch_size": 64},  # fmt: skip
+        quick={
+            "epochs": 1,
+            "train_subset": 256,
+            "test_subset": 100,
+            "log_every": 1,
+            "batch_size": 64,
+        },
         paper_log_every=20,
     )
     fixed.update(RESNET20_FMNIST, dataset="fashion-mnist")
@@ -359,9 +363,7 @@ def _sanity_trials(profile: str) -> list[Trial]:
     return _cells(METHODS[1:], (SANITY_DENSITY,), SEEDS, fixed, checks)
 
 
-def _report_learn_fast(
-    results: Results, folder: Path, profile: str
-) -> list[Path]:
+def _report_learn_fast(results: Results, folder: Path, profile: str) -> list[Path]:
     from pathnet import figures
 
     rows = [_row(t, d) for t, d in results]
@@ -457,9 +459,7 @@ def _write_text(path: Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode())
 
 
-def _report_generalize(
-    results: Results, folder: Path, profile: str
-) -> list[Path]:
+def _report_generalize(results: Results, folder: Path, profile: str) -> list[Path]:
     from pathnet import figures
 
     rows = [_row(t, d) for t, d in results]
@@ -511,9 +511,7 @@ def _report_generalize(
     return written
 
 
-def _report_sanity(
-    results: Results, folder: Path, profile: str
-) -> list[Path]:
+def _report_sanity(results: Results, folder: Path, profile: str) -> list[Path]:
     from pathnet import figures
 
     rows = [_row(t, d) for t, d in results]
@@ -592,12 +590,14 @@ def _run_throughput(folder: Path, profile: str, log: Callable[[str], None]) -> l
     from pathnet.train import fit
 
     quick = profile == "quick"
-    cases = [("lenet5", {}, 0, 256 if quick else 10_000)]
+    cases: list[tuple[str, Mapping[str, Any], int, int]] = [
+        ("lenet5", {}, 0, 256 if quick else 10_000)
+    ]
     if not quick:
         cases.append(("resnet20", RESNET20_FMNIST["model_options"], 2, 1024))
     repeats = 1 if quick else 3
     train, _ = splits("fashion-mnist", None, False)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, options, pad, n in cases:
         data = pad_images(subset_per_class(train, n // 10, seed=0), pad)
         mask = select("phew", models.build(name, seed=0, **options), SANITY_DENSITY, seed=0)
@@ -647,9 +647,7 @@ def _no_trials(profile: str) -> list[Trial]:
     return []
 
 
-def _no_report(
-    results: Results, folder: Path, profile: str
-) -> list[Path]:
+def _no_report(results: Results, folder: Path, profile: str) -> list[Path]:
     return []
 
 
@@ -760,7 +758,9 @@ def run_experiment(
             f"{_PREFIX}: unknown experiment {name!r}; expected one of {', '.join(EXPERIMENTS)}"
         )
     if profile not in PROFILES:
-        raise ValueError(f"{_PREFIX}: profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+        raise ValueError(
+            f"{_PREFIX}: profile must be one of {', '.join(PROFILES)}, got {profile!r}"
+        )
     exp = EXPERIMENTS[name]
     folder = Path(report_dir if report_dir is not None else out) / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -771,8 +771,9 @@ def run_experiment(
     if run:
         grid = Grid(
             kind=f"experiment {name}",
-            trials=tuple(GridTrial(t.name, t.hash, t.to_dict(), {"mask": t.mask_hash})
-                         for t in trials),  # fmt: skip
+            trials=tuple(
+                GridTrial(t.name, t.hash, t.to_dict(), {"mask": t.mask_hash}) for t in trials
+            ),
             compute=compute_trial,
             rows=_rows,
             name=name,

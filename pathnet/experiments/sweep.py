@@ -96,10 +96,9 @@ def build_mask(
     not modified). Concurrent callers wait on a lock while the first one builds.
     Returns ``(None, None)`` for the dense baseline.
     """
+    from pathnet import sanity
     from pathnet.mask import Mask, MaskFileError
     from pathnet.select.registry import select
-
-    from pathnet import sanity
 
     key = trial.mask_key()
     if key is None:
@@ -122,7 +121,7 @@ def build_mask(
             options["data"] = (batch.images, batch.labels)
         if trial.sanity.startswith("shuffle"):
             preserve = "unit_fan_in" if trial.sanity == "shuffle_fan_in" else "layer"
-            mask = sanity.layerwise_shuffle(base, seed=trial.mask_seed, preserve=preserve)
+            mask = sanity.layerwise_shuffle(base, seed=trial.mask_seed, preserve=preserve)  # type: ignore[arg-type]
         elif trial.sanity == "invert":
             mask = sanity.invert(trial.method, model, trial.density, seed=trial.mask_seed,
                                  **options)  # fmt: skip

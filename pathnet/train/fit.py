@@ -429,6 +429,8 @@ class _StepLog:
         self.every = every
         self.rows: list[dict[str, Any]] = []
         self.samples = 0
+        self.epoch = 1
+        self.last = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -444,13 +446,13 @@ class _StepLog:
         if self.k == self.every:
             self.flush()
 
-    def flush(self, epoch: int | None = None) -> None:
-        """Close the open window (at an epoch's end; ``epoch`` 1-based)."""
+    def flush(self) -> None:
+        """Close the open window (at an epoch's end)."""
         if self.n:
             self.rows.append(
                 {
                     "step": self.last,
-                    "epoch": self.epoch if epoch is None else epoch,
+                    "epoch": self.epoch,
                     "samples": self.samples,
                     "train_loss": self.loss / self.n,
                     "train_acc": self.correct / self.n,
@@ -604,7 +606,7 @@ def _save(
         },
     )
     _write_metrics(run, history, done)
-    if steps is not None:
+    if steps is not None and run.out is not None:
         write_csv(steps.rows, run.out / "steps.csv")
 
 
