@@ -15,7 +15,7 @@ import torch
 from pathnet.cli import main
 from pathnet.data import Dataset, pad_images
 from pathnet.experiments.config import Trial
-from pathnet.experiments.named import EXPERIMENTS, claim_line, mean_std, run_experiment
+from pathnet.experiments.named import claim_line, experiments, mean_std, run_experiment
 from pathnet.train.fit import fit
 
 
@@ -37,7 +37,7 @@ def test_list_names_every_experiment(capsys):
     assert main(["experiment", "--list"]) == 0
     out = capsys.readouterr().out
     for name in ("learn-fast", "generalize", "sanity", "throughput"):
-        assert name in out and name in EXPERIMENTS
+        assert name in out and name in experiments()
 
 
 def test_unknown_experiment_and_profile_conflict(capsys):

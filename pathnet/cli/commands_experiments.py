@@ -387,7 +387,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     """Run a named experiment (or all), or list them."""
     from pathnet._text import format_table
     from pathnet.experiments import RunOptions
-    from pathnet.experiments.named import EXPERIMENTS, run_experiment
+    from pathnet.experiments.named import experiments, run_experiment
+
+    EXPERIMENTS = experiments()
 
     if args.list or not args.name:
         rows = [

@@ -1,0 +1,1 @@
+"""The dynamic sparse training experiment (``pathnet experiment dst``): filled in below."""
