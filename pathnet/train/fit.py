@@ -53,6 +53,7 @@ from pathnet.train.checkpoint import (
     write_metrics,
 )
 from pathnet.train.config import TrainConfig
+from pathnet.train.dst import DST, DSTRun, check_dst
 from pathnet.train.loop import (
     DataLike,
     check_data,
@@ -109,6 +110,11 @@ class FitResult:
         The seed used (drawn at random when ``seed=None`` was passed).
     device : str
     out_dir : pathlib.Path or None
+    mask : Mask or None
+        The mask at the end of training (with ``dst``, the last updated one).
+    dst_log : list of dict or None
+        With ``dst``: one row per mask update (and one for the initial mask, step 0);
+        see :class:`pathnet.train.dst.DSTRun`.
     """
 
     history: list[dict[str, Any]]
@@ -122,6 +128,8 @@ class FitResult:
     device: str
     out_dir: Path | None
     final: dict[str, Any] = field(default_factory=dict)
+    mask: Mask | None = None
+    dst_log: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if not self.final and self.history:
@@ -154,6 +162,7 @@ class FitResult:
             "seed": self.seed,
             "device": self.device,
             "out_dir": str(self.out_dir) if self.out_dir is not None else None,
+            **({"dst_log": self.dst_log} if self.dst_log is not None else {}),
         }
 
 
@@ -209,6 +218,7 @@ class _Run:
     out: Path | None
     saved: dict[str, Any] | None
     record: dict[str, Any]
+    dst: DST | None = None
 
     @property
     def ckpt_path(self) -> Path | None:
@@ -226,6 +236,7 @@ def _prepare(
     device: Any,
     out_dir: str | Path | None,
     resume: bool,
+    dst: DST | None = None,
 ) -> _Run:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{_PREFIX}: model must be a torch.nn.Module, got {type(model).__name__}")
@@ -257,6 +268,8 @@ def _prepare(
     seed_int = int(saved["config"]["seed"]) if saved is not None and seed is None else None
     seed_int = resolve_seed(seed) if seed_int is None else seed_int
     record = run_config(cfg, mask=m, seed=seed_int, amp=use_amp, n_train=n_samples(train))
+    if dst is not None:
+        record["dst"] = check_dst(dst, cfg.mask_mode, m)
     if saved is not None:
         diff = config_diff(saved["config"], record, completed=saved["epoch"])
         if diff:
@@ -265,7 +278,7 @@ def _prepare(
                 + "; ".join(diff)
                 + "); use another out_dir, or resume=False to start over"
             )
-    return _Run(cfg, model, m, train, test, dev, use_amp, seed_int, out, saved, record)
+    return _Run(cfg, model, m, train, test, dev, use_amp, seed_int, out, saved, record, dst)
 
 
 def fit(
@@ -283,6 +296,7 @@ def fit(
     callback: Callable[[dict[str, Any]], None] | None = None,
     step_callback: Callable[[int, nn.Module], None] | None = None,
     progress: bool | str = True,
+    dst: DST | None = None,
     **overrides: Any,
 ) -> FitResult:
     """Train ``model`` under ``mask`` with the PHEW paper's recipe.
@@ -348,6 +362,12 @@ def fit(
     progress : bool or str, default True
         A tqdm progress bar on stderr; a string labels it (``pathnet imp`` passes
         ``"round k/N"``).
+    dst : pathnet.train.DST, optional
+        Dynamic sparse training: the mask changes every ``dst.every`` steps at a
+        constant density per layer (:mod:`pathnet.train.dst`); needs a mask and
+        ``mask_mode="hard"``. ``result.mask`` is the final mask, ``result.dst_log``
+        the log of the updates; checkpoints hold the current mask, so a resumed run
+        ends bitwise identical to an uninterrupted one.
 
     Returns
     -------
@@ -390,6 +410,7 @@ def fit(
         device=device,
         out_dir=out_dir,
         resume=resume,
+        dst=dst,
     )
     end = cfg.epochs if stop_after is None else min(cfg.epochs, int(stop_after))
     return _train(run, end, callback=callback, step_callback=step_callback, progress=progress)
@@ -405,10 +426,14 @@ def _train(
 ) -> FitResult:
     cfg, model, dev, saved = run.cfg, run.model, run.dev, run.saved
     model.to(dev)
-    if run.mask is not None:
-        apply_mask(model, own_copy(run.mask), mode=cfg.mask_mode)
+    dyn = None
+    if run.dst is not None:  # before the mask zeroes them: DSTRun keeps the initial weights
+        dyn = DSTRun(run.dst, model, run.mask, saved=saved, path=run.ckpt_path)
+    mask_now = dyn.mask if dyn is not None else run.mask
+    if mask_now is not None:
+        apply_mask(model, own_copy(mask_now), mode=cfg.mask_mode)
     if saved is not None:
-        restore_model(model, saved, run.mask, cfg.mask_mode, run.ckpt_path)
+        restore_model(model, saved, mask_now, cfg.mask_mode, run.ckpt_path)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer, scheduler, scaler = make_optimizer(params, cfg, amp=run.amp)
     batches = make_batches(
@@ -421,10 +446,20 @@ def _train(
             history, start, step = _restore(run, optimizer, scheduler, scaler, batches)
         else:
             seed_everything(run.seed)
+        if dyn is not None:
+            dyn.attach(
+                model,
+                optimizer,
+                total_steps=cfg.epochs * len(batches),
+                steps_per_epoch=len(batches),
+                step=step,
+            )
         label = progress if isinstance(progress, str) else "fit"
         pbar = _progress_bar(bool(progress), (end_epoch - start) * len(batches), label)
 
         def on_step(k: int) -> None:
+            if dyn is not None:
+                dyn.on_step(k)
             if step_callback is not None:
                 step_callback(k, model)
             if pbar is not None:
@@ -450,12 +485,14 @@ def _train(
                 history.append(row)
                 _describe(pbar, row, cfg.epochs, label)
                 if run.out is not None:
-                    _save(run, history, step, optimizer, scheduler, scaler)
+                    _save(run, history, step, optimizer, scheduler, scaler, dyn)
                 if callback is not None:
                     callback(dict(row))
         finally:
             if pbar is not None:
                 pbar.close()
+            if dyn is not None:
+                dyn.close()
 
     done = len(history)
     return FitResult(
@@ -469,6 +506,8 @@ def _train(
         seed=run.seed,
         device=str(dev),
         out_dir=run.out,
+        mask=dyn.mask if dyn is not None else run.mask,
+        dst_log=copy.deepcopy(dyn.log) if dyn is not None else None,
     )
 
 
@@ -507,6 +546,7 @@ def _save(
     optimizer: Any,
     scheduler: Any,
     scaler: Any,
+    dyn: DSTRun | None = None,
 ) -> None:
     """The checkpoint after epoch ``len(history)``, then the metrics files."""
     assert run.ckpt_path is not None
@@ -525,6 +565,7 @@ def _save(
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": rng,
             "history": history,
+            **({"dst": dyn.state_dict()} if dyn is not None else {}),
         },
     )
     _write_metrics(run, history, done)
