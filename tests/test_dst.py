@@ -71,7 +71,7 @@ def _brute_top(score: np.ndarray, cand: np.ndarray, k: int, largest: bool) -> se
     ],
 )
 def test_bad_arguments_name_the_field(kwargs: dict[str, Any], needle: str) -> None:
-    with pytest.raises(ValueError, match="pathnet.train.dst") as info:
+    with pytest.raises(ValueError, match=r"pathnet\.train\.dst") as info:
         DST(**kwargs)
     assert needle in str(info.value)
 
@@ -101,7 +101,7 @@ def test_refusals_name_the_problem() -> None:
         fit(model, start_mask(model), (x, y), mask_mode="parametrize", dst=DST(), **RUN)
     with pytest.raises(ValueError, match="needs a mask"):
         fit(model, None, (x, y), dst=DST(), **RUN)
-    with pytest.raises(TypeError, match="dst must be a pathnet.train.DST"):
+    with pytest.raises(TypeError, match=r"dst must be a pathnet\.train\.DST"):
         fit(model, start_mask(model), (x, y), dst={"rule": "set"}, **RUN)  # type: ignore[arg-type]
     tied = torch.nn.Sequential(
         torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 4), torch.nn.Flatten()
@@ -270,7 +270,13 @@ def test_dead_units_regrowth_revives_dead_units() -> None:
     for rule in ("set", "phew"):
         dst = DST(rule, fraction=0.1, regrow="dead_units", schedule="constant")
         new, _ = update_mask(
-            dst, mask, weights, 1, 10, dag=dag, init_weights={k: v.detach() for k, v in weights.items()}
+            dst,
+            mask,
+            weights,
+            1,
+            10,
+            dag=dag,
+            init_weights={k: v.detach() for k, v in weights.items()},
         )
         g1 = new["1.weight"] & ~mask["1.weight"]
         g3 = new["3.weight"] & ~mask["3.weight"]
@@ -362,7 +368,9 @@ def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
 
 @pytest.mark.slow
 def test_ddp_same_mask_on_every_rank(tmp_path: Path) -> None:
-    mp.spawn(_ddp_worker, args=(WORLD, str(tmp_path / "pg"), str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(
+        _ddp_worker, args=(WORLD, str(tmp_path / "pg"), str(tmp_path)), nprocs=WORLD, join=True
+    )
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
     model = mlp()
     mask = start_mask(model)

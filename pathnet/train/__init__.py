@@ -24,9 +24,9 @@ from pathnet.train.fit import CheckpointError, FitResult, evaluate, fit, resolve
 from pathnet.train.imp import ImpResult, imp, imp_schedule, magnitude_mask
 
 __all__ = [
+    "DST",
     "BatchLoader",
     "CheckpointError",
-    "DST",
     "Dataset",
     "DatasetError",
     "DatasetNotFoundError",

@@ -156,7 +156,7 @@ class DST:
                 )
         if not _is_int(self.every) or self.every < 1:
             raise ValueError(f"{_PREFIX}: every must be an integer >= 1, got {self.every!r}")
-        for name, low_open in (("fraction", True), ("stop", True)):
+        for name in ("fraction", "stop"):
             v = getattr(self, name)
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             hi_ok = (v < 1) if name == "fraction" else (v <= 1)
@@ -389,19 +389,19 @@ def phew_grow(
         _, first = np.unique(seq, return_index=True)
         ordered = seq[np.sort(first)]
         lay = layer_of[ordered]
-        for li in np.flatnonzero(need > 0):
-            take = ordered[lay == li][: need[li]]
+        for lyr in np.flatnonzero(need > 0):
+            take = ordered[lay == lyr][: need[lyr]]
             grown[take] = True
             cand[take] = False
-            need[li] -= take.size
+            need[lyr] -= take.size
     fallback: dict[str, int] = {}
     if need.sum() > 0:
         rng = np.random.default_rng([int(seed) & (2**63 - 1), 0x66616C6C])  # "fall"
-        for li in np.flatnonzero(need > 0):
-            pool = np.flatnonzero(cand & (layer_of == li))
-            take = rng.choice(pool, size=int(need[li]), replace=False)
+        for lyr in np.flatnonzero(need > 0):
+            pool = np.flatnonzero(cand & (layer_of == lyr))
+            take = rng.choice(pool, size=int(need[lyr]), replace=False)
             grown[take] = True
-            fallback[names[li]] = int(need[li])
+            fallback[names[lyr]] = int(need[lyr])
     out = {}
     for li, name in enumerate(names):
         blk = blocks[where[name]]
@@ -481,7 +481,7 @@ def update_mask(
     ks: dict[str, int] = {}
     for n in names:
         kept = int(keep[n].sum())
-        ks[n] = min(int(math.floor(frac * kept + 0.5)), keep[n].size - kept)
+        ks[n] = min(math.floor(frac * kept + 0.5), keep[n].size - kept)
         drop[n] = drop_smallest(w_abs[n], keep[n], ks[n])
     after = {n: keep[n] & ~drop[n] for n in names}
     cand = {n: ~keep[n] for n in names}
@@ -521,9 +521,7 @@ def update_mask(
             for n in names
         }
         seed = int(np.random.default_rng([dst.seed, int(step)]).integers(0, 2**62))
-        grown, walk_info = phew_grow(
-            dag, vals, cand, quota, seed=seed, max_walks=dst.max_walks
-        )
+        grown, walk_info = phew_grow(dag, vals, cand, quota, seed=seed, max_walks=dst.max_walks)
         info["walks"] = walk_info["walks"]
         fallback = walk_info["fallback"]
     new = {}
@@ -649,14 +647,18 @@ class DSTRun:
                 fail(f"its {what} names other parameters")
             for k, v in d.items():
                 if not isinstance(v, Tensor) or v.shape != self.mask[k].shape:
-                    fail(f"its {what} for {k!r} is not a tensor of shape {tuple(self.mask[k].shape)}")
+                    fail(
+                        f"its {what} for {k!r} is not a tensor of shape {tuple(self.mask[k].shape)}"
+                    )
                 if dtype is not None and v.dtype != dtype:
                     fail(f"its {what} for {k!r} has dtype {v.dtype}")
         if not _check_rows(state["log"]):
             fail("its log is not a list of rows")
         for k in self.mask:
             if int(m[k].sum()) != int(self.mask[k].sum()):
-                fail(f"its mask keeps {int(m[k].sum())} weights of {k!r}, the run {int(self.mask[k].sum())}")
+                fail(
+                    f"its mask keeps {int(m[k].sum())} weights of {k!r}, the run {int(self.mask[k].sum())}"
+                )
         self.mask = Mask({k: v.clone() for k, v in m.items()}, meta=self.mask.meta)
         self.init = {k: v.clone() for k, v in init.items()}
         self.log = [dict(r) for r in state["log"]]
@@ -780,9 +782,7 @@ class DSTRun:
             lp = float(analysis.path_count(dag))
             row["log10_paths"] = lp if math.isfinite(lp) else None
             assert self.model is not None
-            tr = float(
-                analysis.path_kernel_trace(self.model, m, method="network", log10=True)
-            )
+            tr = float(analysis.path_kernel_trace(self.model, m, method="network", log10=True))
             row["log10_trace"] = tr if math.isfinite(tr) else None
         return row
 
