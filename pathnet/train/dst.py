@@ -19,7 +19,8 @@ restoration, see :func:`update_mask`). The exact rules:
 run) when ``s % every == 0`` and ``s <= stop * total_steps`` (``total_steps = epochs *
 batches per epoch``). Its drop fraction is ``fraction`` (``schedule="constant"``) or
 RigL's cosine decay ``fraction * (1 + cos(pi * s / (stop * total_steps))) / 2``
-(``schedule="cosine"``).
+(``schedule="cosine"``). A run extended on resume (a larger ``epochs``) follows the
+schedule of its new length from then on.
 
 **Drop.** In each layer (each distinct weight tensor) keeping ``n`` weights of ``N``,
 ``k = min(floor(fraction_t * n + 1/2), N - n)``; the ``k`` kept weights with the
@@ -578,6 +579,19 @@ class DSTRun:
         The checkpoint being resumed: its ``"dst"`` entry replaces the mask and log.
     broadcast : callable, optional
         ``broadcast(mask) -> mask``: makes every process hold the same mask (DDP).
+
+    Notes
+    -----
+    :attr:`log` has one row for the initial mask (step 0) and one per update: ``step``,
+    ``epoch`` (1-based epoch of the step; 0 for the initial row), ``fraction``,
+    ``dropped``, ``grown``, ``fallback`` (PHEW weights grown at random after
+    ``max_walks``), ``walks`` (totals), ``density``, ``layers`` (per parameter:
+    ``kept``, ``density``, ``dropped``, ``grown``, ``fallback``), ``widths`` (per unit
+    group, the units on a complete input -> output path, :func:`pathnet.analysis.
+    layer_widths`), ``effective_params`` and, with ``log_paths``, ``log10_paths``
+    (:func:`pathnet.analysis.path_count`) and ``log10_trace``
+    (:func:`pathnet.analysis.path_kernel_trace`, ``method="network"``, on the current
+    weights); None where the value is ``-inf``.
     """
 
     def __init__(
