@@ -19,10 +19,12 @@ from pathnet.data import (
     subset_per_class,
 )
 from pathnet.train.config import TrainConfig
+from pathnet.train.dst import DST
 from pathnet.train.fit import CheckpointError, FitResult, evaluate, fit, resolve_device
 from pathnet.train.imp import ImpResult, imp, imp_schedule, magnitude_mask
 
 __all__ = [
+    "DST",
     "BatchLoader",
     "CheckpointError",
     "Dataset",

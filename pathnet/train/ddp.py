@@ -57,6 +57,7 @@ from pathnet.train.checkpoint import (
     write_metrics,
 )
 from pathnet.train.config import TrainConfig
+from pathnet.train.dst import DST, DSTRun, check_dst
 from pathnet.train.fit import FitResult, build_config, run_config
 from pathnet.train.loop import (
     DataLike,
@@ -203,6 +204,7 @@ def fit_ddp(
     stop_after: int | None = None,
     sync_batchnorm: bool = False,
     progress: bool = False,
+    dst: DST | None = None,
     **overrides: Any,
 ) -> FitResult:
     """Train ``model`` under ``mask`` on every rank of the initialised process group.
@@ -226,6 +228,10 @@ def fit_ddp(
         Default: the current CUDA device with the NCCL backend, else the CPU.
     sync_batchnorm : bool, default False
         Convert BatchNorm layers to ``SyncBatchNorm`` (statistics over the global batch).
+    dst : pathnet.train.DST, optional
+        Dynamic sparse training, as in :func:`~pathnet.train.fit.fit`: every rank
+        computes the update from the same all-reduced gradients, then takes rank 0's
+        mask (broadcast), so the mask is the same on every rank.
 
     Returns
     -------
@@ -262,11 +268,18 @@ def fit_ddp(
         "world_size": world,
         "sync_batchnorm": bool(sync_batchnorm),
     }
+    if dst is not None:
+        record["dst"] = check_dst(dst, cfg.mask_mode, m)
     out = Path(out_dir) if out_dir is not None else None
     ckpt = out / CHECKPOINT_NAME if out is not None else None
     saved = _resume_point(ckpt, record, dev) if resume else None
 
-    model, ddp = _wrap(model, m, saved, ckpt, dev, sync_batchnorm)
+    dyn = None
+    if dst is not None:  # before the mask zeroes them: DSTRun keeps the initial weights
+        dyn = DSTRun(dst, model, m, saved=saved, path=ckpt, broadcast=lambda x: _bcast(x, dev))
+        for t in dyn.init.values():  # rank 0's initial weights (those DDP starts from)
+            _bcast_tensor(t, dev)
+    model, ddp = _wrap(model, dyn.mask if dyn is not None else m, saved, ckpt, dev, sync_batchnorm)
     run = _DdpRun(
         cfg=cfg,
         model=model,
@@ -289,6 +302,7 @@ def fit_ddp(
         record=record,
         out=out,
         saved=saved,
+        dyn=dyn,
     )
     rng_devices = [dev] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=rng_devices):
@@ -306,7 +320,24 @@ def fit_ddp(
         seed=seed,
         device=str(dev),
         out_dir=out,
+        mask=dyn.mask if dyn is not None else m,
+        dst_log=[dict(r) for r in dyn.log] if dyn is not None else None,
     )
+
+
+def _bcast_tensor(t: Tensor, dev: torch.device) -> None:
+    """Rank 0's values of ``t`` (a CPU tensor) on every rank, in place."""
+    x = t.to(dev).view(torch.uint8) if t.dtype == torch.bool else t.to(dev)
+    dist.broadcast(x, src=0)
+    t.copy_(x.view(torch.bool) if t.dtype == torch.bool else x)
+
+
+def _bcast(mask: Mask, dev: torch.device) -> Mask:
+    """Rank 0's mask on every rank."""
+    out = {k: v.clone() for k, v in mask.items()}
+    for v in out.values():
+        _bcast_tensor(v, dev)
+    return Mask(out, meta=mask.meta)
 
 
 @dataclass
@@ -326,6 +357,7 @@ class _DdpRun:
     record: dict[str, Any]
     out: Path | None
     saved: dict[str, Any] | None
+    dyn: DSTRun | None = None
 
     @property
     def ckpt(self) -> Path | None:
@@ -358,6 +390,15 @@ def _train(
     else:
         torch.manual_seed(_rank_seed(run.seed, 0x7061746E, run.rank))
     end = cfg.epochs if stop_after is None else min(cfg.epochs, int(stop_after))
+    dyn = run.dyn
+    if dyn is not None:
+        dyn.attach(
+            run.model,
+            optimizer,
+            total_steps=cfg.epochs * len(run.batches),
+            steps_per_epoch=len(run.batches),
+            step=step,
+        )
     pbar = None
     if progress and run.rank == 0 and start < end:
         from tqdm import tqdm
@@ -379,7 +420,7 @@ def _train(
                 eval_model=run.model,
                 eval_batch_size=cfg.eval_batch_size,
                 reduce=_all_reduce,
-                on_step=(lambda _: pbar.update(1)) if pbar is not None else None,
+                on_step=lambda k: _on_step(k, dyn, pbar),
                 step=step,
             )
             history.append(row)
@@ -387,6 +428,8 @@ def _train(
                 pbar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}")
             if run.out is not None:
                 state = {"epoch": epoch + 1, "step": step, "config": run.record}
+                if dyn is not None:
+                    state["dst"] = dyn.state_dict()
                 _save(
                     run.out,
                     state,
@@ -401,7 +444,16 @@ def _train(
     finally:
         if pbar is not None:
             pbar.close()
+        if dyn is not None:
+            dyn.close()
     return history, start
+
+
+def _on_step(step: int, dyn: DSTRun | None, pbar: Any) -> None:
+    if dyn is not None:
+        dyn.on_step(step)
+    if pbar is not None:
+        pbar.update(1)
 
 
 def _restore_rng(saved: Mapping[str, Any], rank: int, dev: torch.device, ckpt: Any) -> None:

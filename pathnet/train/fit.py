@@ -54,6 +54,7 @@ from pathnet.train.checkpoint import (
     write_metrics,
 )
 from pathnet.train.config import TrainConfig
+from pathnet.train.dst import DST, DSTRun, check_dst
 from pathnet.train.loop import (
     DataLike,
     check_data,
@@ -116,6 +117,11 @@ class FitResult:
         the run), ``epoch`` (1-based), ``samples`` (training samples seen so far),
         ``train_loss`` and ``train_acc`` (means over the window's samples, train mode).
         Empty without ``log_every``.
+    mask : Mask or None
+        The mask at the end of training (with ``dst``, the last updated one).
+    dst_log : list of dict or None
+        With ``dst``: one row per mask update (and one for the initial mask, step 0);
+        see :class:`pathnet.train.dst.DSTRun`.
     """
 
     history: list[dict[str, Any]]
@@ -130,6 +136,8 @@ class FitResult:
     out_dir: Path | None
     final: dict[str, Any] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
+    mask: Mask | None = None
+    dst_log: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if not self.final and self.history:
@@ -163,6 +171,7 @@ class FitResult:
             "device": self.device,
             "out_dir": str(self.out_dir) if self.out_dir is not None else None,
             "steps": self.steps,
+            **({"dst_log": self.dst_log} if self.dst_log is not None else {}),
         }
 
 
@@ -218,6 +227,7 @@ class _Run:
     out: Path | None
     saved: dict[str, Any] | None
     record: dict[str, Any]
+    dst: DST | None = None
 
     @property
     def ckpt_path(self) -> Path | None:
@@ -235,6 +245,7 @@ def _prepare(
     device: Any,
     out_dir: str | Path | None,
     resume: bool,
+    dst: DST | None = None,
 ) -> _Run:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{_PREFIX}: model must be a torch.nn.Module, got {type(model).__name__}")
@@ -266,6 +277,8 @@ def _prepare(
     seed_int = int(saved["config"]["seed"]) if saved is not None and seed is None else None
     seed_int = resolve_seed(seed) if seed_int is None else seed_int
     record = run_config(cfg, mask=m, seed=seed_int, amp=use_amp, n_train=n_samples(train))
+    if dst is not None:
+        record["dst"] = check_dst(dst, cfg.mask_mode, m)
     if saved is not None:
         diff = config_diff(saved["config"], record, completed=saved["epoch"])
         if diff:
@@ -274,7 +287,7 @@ def _prepare(
                 + "; ".join(diff)
                 + "); use another out_dir, or resume=False to start over"
             )
-    return _Run(cfg, model, m, train, test, dev, use_amp, seed_int, out, saved, record)
+    return _Run(cfg, model, m, train, test, dev, use_amp, seed_int, out, saved, record, dst)
 
 
 def fit(
@@ -293,6 +306,7 @@ def fit(
     step_callback: Callable[[int, nn.Module], None] | None = None,
     progress: bool | str = True,
     log_every: int | None = None,
+    dst: DST | None = None,
     **overrides: Any,
 ) -> FitResult:
     """Train ``model`` under ``mask`` with the PHEW paper's recipe.
@@ -362,6 +376,12 @@ def fit(
         Log the training loss and accuracy every ``log_every`` optimizer steps into
         ``result.steps`` (see :class:`FitResult`; the "learns fast" curves), kept in
         the checkpoint and written to ``out_dir/steps.csv``.
+    dst : pathnet.train.DST, optional
+        Dynamic sparse training: the mask changes every ``dst.every`` steps at a
+        constant density per layer (:mod:`pathnet.train.dst`); needs a mask and
+        ``mask_mode="hard"``. ``result.mask`` is the final mask, ``result.dst_log``
+        the log of the updates; checkpoints hold the current mask, so a resumed run
+        ends bitwise identical to an uninterrupted one.
 
     Returns
     -------
@@ -410,6 +430,7 @@ def fit(
         device=device,
         out_dir=out_dir,
         resume=resume,
+        dst=dst,
     )
     end = cfg.epochs if stop_after is None else min(cfg.epochs, int(stop_after))
     return _train(
@@ -472,10 +493,14 @@ def _train(
 ) -> FitResult:
     cfg, model, dev, saved = run.cfg, run.model, run.dev, run.saved
     model.to(dev)
-    if run.mask is not None:
-        apply_mask(model, own_copy(run.mask), mode=cfg.mask_mode)
+    dyn = None
+    if run.dst is not None:  # before the mask zeroes them: DSTRun keeps the initial weights
+        dyn = DSTRun(run.dst, model, run.mask, saved=saved, path=run.ckpt_path)
+    mask_now = dyn.mask if dyn is not None else run.mask
+    if mask_now is not None:
+        apply_mask(model, own_copy(mask_now), mode=cfg.mask_mode)
     if saved is not None:
-        restore_model(model, saved, run.mask, cfg.mask_mode, run.ckpt_path)
+        restore_model(model, saved, mask_now, cfg.mask_mode, run.ckpt_path)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer, scheduler, scaler = make_optimizer(params, cfg, amp=run.amp)
     batches = make_batches(
@@ -491,10 +516,20 @@ def _train(
                 steps.samples = steps.rows[-1]["samples"] if steps.rows else 0
         else:
             seed_everything(run.seed)
+        if dyn is not None:
+            dyn.attach(
+                model,
+                optimizer,
+                total_steps=cfg.epochs * len(batches),
+                steps_per_epoch=len(batches),
+                step=step,
+            )
         label = progress if isinstance(progress, str) else "fit"
         pbar = _progress_bar(bool(progress), (end_epoch - start) * len(batches), label)
 
         def on_step(k: int) -> None:
+            if dyn is not None:
+                dyn.on_step(k)
             if step_callback is not None:
                 step_callback(k, model)
             if pbar is not None:
@@ -525,12 +560,14 @@ def _train(
                 history.append(row)
                 _describe(pbar, row, cfg.epochs, label)
                 if run.out is not None:
-                    _save(run, history, step, optimizer, scheduler, scaler, steps)
+                    _save(run, history, step, optimizer, scheduler, scaler, steps, dyn)
                 if callback is not None:
                     callback(dict(row))
         finally:
             if pbar is not None:
                 pbar.close()
+            if dyn is not None:
+                dyn.close()
 
     done = len(history)
     return FitResult(
@@ -545,6 +582,8 @@ def _train(
         device=str(dev),
         out_dir=run.out,
         steps=copy.deepcopy(steps.rows) if steps is not None else [],
+        mask=dyn.mask if dyn is not None else run.mask,
+        dst_log=copy.deepcopy(dyn.log) if dyn is not None else None,
     )
 
 
@@ -584,6 +623,7 @@ def _save(
     scheduler: Any,
     scaler: Any,
     steps: _StepLog | None = None,
+    dyn: DSTRun | None = None,
 ) -> None:
     """The checkpoint after epoch ``len(history)``, then the metrics files."""
     assert run.ckpt_path is not None
@@ -603,6 +643,7 @@ def _save(
             "rng": rng,
             "history": history,
             "steps": steps.rows if steps is not None else [],
+            **({"dst": dyn.state_dict()} if dyn is not None else {}),
         },
     )
     _write_metrics(run, history, done)
