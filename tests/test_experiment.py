@@ -145,6 +145,7 @@ def test_pad_images_pads_with_black():
 
 def test_claim_line_verdicts():
     assert "**supported**" in claim_line("c", "a", [0.9, 0.91], "b", [0.5, 0.52])
+    assert "fewer than 2 seeds" in claim_line("c", "a", [0.9], "b", [0.5])
     assert "**contradicted**" in claim_line("c", "a", [0.5, 0.51], "b", [0.9, 0.92])
     assert "within the seed spread" in claim_line("c", "a", [0.5, 0.7], "b", [0.55, 0.65])
     assert "not measured" in claim_line("c", "a", [], "b", [0.5])

@@ -374,9 +374,10 @@ def _dst(v: Any, method: str) -> dict[str, Any] | None:
     from pathnet.train.dst import DST
 
     try:
-        return DST.from_dict(_options("dst", v)).to_dict()
+        full = DST.from_dict(_options("dst", v)).to_dict()
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{_PREFIX}: dst: {str(exc).split(': ', 1)[-1]}") from None
+    return {k: x for k, x in full.items() if x is not None}  # None: the DST default
 
 
 #: Settings a trial takes, in the order of the result table's columns.

@@ -196,12 +196,15 @@ def claim_line(
     spread = math.sqrt(sa * sa + sb * sb)
     diff = ma - mb
     better = diff > 0 if higher_is_better else diff < 0
-    beyond = abs(diff) > spread
-    verdict = (
-        "**supported**" if better and beyond
-        else "**contradicted**" if beyond
-        else "**not resolved** (within the seed spread)"
-    )  # fmt: skip
+    beyond = abs(diff) > spread and min(na, nb) > 1
+    if min(na, nb) < 2:
+        verdict = "**not resolved** (fewer than 2 seeds: no spread)"
+    elif better and beyond:
+        verdict = "**supported**"
+    elif beyond:
+        verdict = "**contradicted**"
+    else:
+        verdict = "**not resolved** (within the seed spread)"
     return (
         f"{claim}: {a} {ma * scale:.1f} ± {sa * scale:.1f} vs {b} {mb * scale:.1f} ± "
         f"{sb * scale:.1f} {what}: {a} {'better' if better else 'worse'} by "
