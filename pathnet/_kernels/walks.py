@@ -57,7 +57,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from pathnet._kernels.guides import GUIDE_STEP
 
@@ -560,7 +560,8 @@ def _chunk(c, chunk, first_walk, useed, net, fwd, bwd, out, record):
     k0 = c * chunk
     k1 = min(n, k0 + chunk)
     for parity in range(2):
-        forward = parity == 0
+        forward = parity == 0  # a runtime flag: one compiled _lane_group serves both directions
+        dr = fwd if forward else bwd
         k = k0 + ((parity - (first_walk + k0)) % 2)
         while k < k1:
             nl = 0
@@ -568,15 +569,12 @@ def _chunk(c, chunk, first_walk, useed, net, fwd, bwd, out, record):
                 rows[nl] = k
                 nl += 1
                 k += 2
-            if forward:
-                _lane_group(rows, nl, first_walk, useed, True, net, fwd, out, record, ln)
-            else:
-                _lane_group(rows, nl, first_walk, useed, False, net, bwd, out, record, ln)
+            _lane_group(rows, nl, first_walk, useed, forward, net, dr, out, record, ln)
 
 
-@njit(parallel=True, cache=True)
-def sample_walks(first_walk, seed, chunk, net, fwd, bwd, out, record, parallel):
-    """Walks ``first_walk .. first_walk + n - 1`` (``n = len(out[1])``).
+@njit(cache=True, nogil=True)
+def sample_walks(first_walk, seed, chunk, net, fwd, bwd, out, record, c0, c1):
+    """Chunks ``c0 .. c1 - 1`` of the walks ``first_walk .. first_walk + n - 1`` (``n = len(out[1])``).
 
     ``net`` is a :class:`WalkNet`, ``fwd`` and ``bwd`` are :class:`WalkDir`. Even
     walks go forward from ``fwd.starts[(w // 2) % len]`` (local units of the
@@ -585,18 +583,14 @@ def sample_walks(first_walk, seed, chunk, net, fwd, bwd, out, record, parallel):
     element ids to ``elements[k, :lengths[k]]`` (``lengths[k] = -1`` if it got
     stuck, which a prepared graph prevents) and, when ``record`` is true, its
     global node ids to ``nodes[k]`` (``(n, max_steps + 1)`` then, and may be
-    ``(1, 1)`` otherwise). With ``parallel``, chunks of ``chunk`` walks run on the
-    thread pool; every walk has its own stream, so the result is the same either way.
+    ``(1, 1)`` otherwise). Chunk ``c`` is the batch rows ``c * chunk .. (c + 1) *
+    chunk - 1``. The kernel releases the GIL: the caller runs disjoint chunk ranges
+    on several threads (every walk has its own stream, so the result is the same
+    either way), without the compile time of a numba parallel region.
     """
-    n = out[1].shape[0]
     useed = np.uint64(seed)
-    n_chunks = (n + chunk - 1) // chunk
-    if parallel and n_chunks > 1:
-        for c in prange(n_chunks):
-            _chunk(c, chunk, first_walk, useed, net, fwd, bwd, out, record)
-    else:
-        for c in range(n_chunks):
-            _chunk(c, chunk, first_walk, useed, net, fwd, bwd, out, record)
+    for c in range(c0, c1):
+        _chunk(c, chunk, first_walk, useed, net, fwd, bwd, out, record)
 
 
 @njit(cache=True)
