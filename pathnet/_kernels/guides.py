@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+# Helpers called only from compiled code: no Python wrapper to build.
+_helper = njit(cache=True, no_cpython_wrapper=True)
+
 __all__ = [
     "BIAS_ABS",
     "BIAS_INVERSE",
@@ -46,7 +49,7 @@ BIAS_UNIFORM = 3
 GUIDE_STEP = 16  # one guide entry per 16 edges of a row (64 bytes of cum)
 
 
-@njit(cache=True)
+@_helper
 def _edge_value(values, j, i, bias, eps):
     """Biased weight of edge i -> j of an unmasked block, and the sum of its ``|w|``."""
     s1 = 0.0
@@ -69,7 +72,7 @@ def guide_size(n: Any) -> Any:
     return (n + GUIDE_STEP - 1) // GUIDE_STEP
 
 
-@njit(cache=True)
+@_helper
 def _fill_guide(cum, guide):
     """Guide table of a row whose cumulative sums ``cum`` (float32) are filled.
 
@@ -100,7 +103,7 @@ def _guide(w, cum, guide):
     return acc
 
 
-@njit(cache=True)
+@_helper
 def _weight(x, bias, eps):
     """Biased weight of a single-element edge of value ``x``."""
     if bias == BIAS_ABS:
@@ -112,7 +115,7 @@ def _weight(x, bias, eps):
     return 1.0
 
 
-@njit(cache=True)
+@_helper
 def _cum_row(values, j, bias, eps, cum):
     """``cum[i] = sum_{i' <= i} A[j, i']``; returns ``(row total, sum of |w|)``.
 
@@ -173,7 +176,7 @@ def dense_guide_backward(values, bias, eps, cum, guide, tot, j0, j1):
     return s
 
 
-@njit(cache=True)
+@_helper
 def _forward_tile(values, bias, eps, cum, guide, tot, i0, i1):
     """Source units ``i0 .. i1 - 1`` (at most 32) of :func:`dense_guide_forward`."""
     n_out, _, ne = values.shape
@@ -213,7 +216,7 @@ def dense_guide_forward(values, bias, eps, cum, guide, tot, i0, i1):
     return 0.0
 
 
-@njit(cache=True)
+@_helper
 def _kernel_row(values, j, bias, eps, flat, a_out, ew_out):
     """Row ``j`` of :func:`kernel_weights`; returns its sum of ``|w|``."""
     n_in, ne = values.shape[1], values.shape[2]
@@ -267,7 +270,7 @@ def kernel_weights(values, bias, eps, elem_uniform, a_out, ew_out, j0, j1):
     return s
 
 
-@njit(cache=True)
+@_helper
 def _masked_row(values, mask, j, bias, eps, out, present):
     """Row ``j`` of :func:`edge_weights`; returns its sum of ``|w|``."""
     n_in, ne = values.shape[1], values.shape[2]
