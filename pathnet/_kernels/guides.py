@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 # Helpers called only from compiled code: no Python wrapper to build.
-_helper = njit(cache=True, no_cpython_wrapper=True)
+_helper = njit(cache=True, no_cpython_wrapper=True)  # type: ignore[call-overload]  # numba option the stubs lack
 
 __all__ = [
     "BIAS_ABS",

@@ -62,7 +62,7 @@ from numba import njit
 from pathnet._kernels.guides import GUIDE_STEP
 
 # Helpers called only from compiled code: no Python wrapper to build.
-_helper = njit(cache=True, no_cpython_wrapper=True)
+_helper = njit(cache=True, no_cpython_wrapper=True)  # type: ignore[call-overload]  # numba option the stubs lack
 
 __all__ = [
     "CHOICE_REFERENCE",

@@ -60,7 +60,9 @@ def _parallel(n: int) -> bool:
     return n >= _PARALLEL_MIN
 
 
-def run_ranges(kernel: Any, args: tuple[Any, ...], n: int, *, parallel: bool, piece: int = 0) -> float:
+def run_ranges(
+    kernel: Any, args: tuple[Any, ...], n: int, *, parallel: bool, piece: int = 0
+) -> float:
     """``kernel(*args, lo, hi)`` over consecutive ranges that cover ``[0, n)``; the sum of its results (None: 0).
 
     The kernels (:mod:`pathnet._kernels`) release the GIL and write disjoint
