@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow lint typecheck format bench notebooks clean
+.PHONY: run test test-slow lint typecheck format bench notebooks warmup clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first and exactly pinned: an unpinned torch pulls CUDA wheels.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	# Compile the numba kernels into numba's on-disk cache now (about a minute), so that
+	# the first PHEW / SynFlow call of a session loads them instead of compiling them.
+	$(PY) -m pathnet._kernels.warmup
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -45,6 +48,10 @@ bench: $(STAMP)
 # (full settings, kernel started in notebooks/), so the committed files carry their plots.
 notebooks: $(STAMP)
 	cd notebooks && $(abspath $(PY)) make_notebooks.py
+
+# Refill numba's cache after editing a kernel (make venv does it once at install).
+warmup: $(STAMP)
+	$(PY) -m pathnet._kernels.warmup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -22,7 +22,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+# Helpers called only from compiled code: no Python wrapper to build.
+_helper = njit(cache=True, no_cpython_wrapper=True)  # type: ignore[call-overload]  # numba option the stubs lack
 
 __all__ = [
     "BIAS_ABS",
@@ -46,7 +49,7 @@ BIAS_UNIFORM = 3
 GUIDE_STEP = 16  # one guide entry per 16 edges of a row (64 bytes of cum)
 
 
-@njit(cache=True)
+@_helper
 def _edge_value(values, j, i, bias, eps):
     """Biased weight of edge i -> j of an unmasked block, and the sum of its ``|w|``."""
     s1 = 0.0
@@ -69,7 +72,7 @@ def guide_size(n: Any) -> Any:
     return (n + GUIDE_STEP - 1) // GUIDE_STEP
 
 
-@njit(cache=True)
+@_helper
 def _fill_guide(cum, guide):
     """Guide table of a row whose cumulative sums ``cum`` (float32) are filled.
 
@@ -100,7 +103,7 @@ def _guide(w, cum, guide):
     return acc
 
 
-@njit(cache=True)
+@_helper
 def _weight(x, bias, eps):
     """Biased weight of a single-element edge of value ``x``."""
     if bias == BIAS_ABS:
@@ -112,7 +115,7 @@ def _weight(x, bias, eps):
     return 1.0
 
 
-@njit(cache=True)
+@_helper
 def _cum_row(values, j, bias, eps, cum):
     """``cum[i] = sum_{i' <= i} A[j, i']``; returns ``(row total, sum of |w|)``.
 
@@ -153,44 +156,30 @@ def _cum_row(values, j, bias, eps, cum):
     return acc, s
 
 
-@njit(cache=True)
-def _backward_tile(values, bias, eps, cum, guide, tot, t):
-    """Rows ``8t .. 8t + 7`` of :func:`dense_guide_backward`; returns their sum of ``|w|``."""
+@njit(cache=True, nogil=True)
+def dense_guide_backward(values, bias, eps, cum, guide, tot, j0, j1):
+    """Guide tables of the rows ``A[j, :]`` (over source units), ``j0 <= j < j1``, of an unmasked block.
+
+    ``values`` is ``(n_out, n_in, n_elem)``, float64 (callers cast float32 weights
+    once: every sum is taken in float64 anyway, so the result is the same and a
+    single specialisation compiles); ``cum`` (float32) is ``(n_out, n_in)`` and
+    ``guide`` (int32) ``(n_out, guide_size(n_in))``; ``tot[j]`` receives the row
+    totals. Returns the rows' sum of ``|values|``, for the caller's NaN/Inf and
+    all-zero checks. The kernel releases the GIL: callers may run disjoint row
+    ranges on several threads.
+    """
     s = 0.0
-    for j in range(t * 8, min(values.shape[0], (t + 1) * 8)):
+    for j in range(j0, j1):
         tot[j], s1 = _cum_row(values, j, bias, eps, cum[j])
         s += s1
         _fill_guide(cum[j], guide[j])
     return s
 
 
-@njit(parallel=True, cache=True)
-def dense_guide_backward(values, bias, eps, cum, guide, tot, parallel):
-    """Guide tables of the rows ``A[j, :]`` (over source units) of an unmasked block.
-
-    ``values`` is ``(n_out, n_in, n_elem)``; ``cum`` (float32) is ``(n_out, n_in)``
-    and ``guide`` (int32) ``(n_out, guide_size(n_in))``; ``tot[j]`` receives the row
-    totals. Returns the sum of ``|values|``, for the caller's NaN/Inf and
-    all-zero checks. ``parallel=False`` runs on the calling thread (small blocks:
-    no thread-pool round trip).
-    """
-    n_tiles = (values.shape[0] + 7) // 8
-    s = 0.0
-    if parallel:
-        for t in prange(n_tiles):
-            s += _backward_tile(values, bias, eps, cum, guide, tot, t)
-    else:
-        for t in range(n_tiles):
-            s += _backward_tile(values, bias, eps, cum, guide, tot, t)
-    return s
-
-
-@njit(cache=True)
-def _forward_tile(values, bias, eps, cum, guide, tot, t):
-    """Source units ``32t .. 32t + 31`` of :func:`dense_guide_forward`."""
-    n_out, n_in, ne = values.shape
-    i0 = t * 32
-    i1 = min(n_in, i0 + 32)
+@_helper
+def _forward_tile(values, bias, eps, cum, guide, tot, i0, i1):
+    """Source units ``i0 .. i1 - 1`` (at most 32) of :func:`dense_guide_forward`."""
+    n_out, _, ne = values.shape
     acc = np.zeros(32)
     if ne == 1 and bias == BIAS_ABS:  # the common case: kernel sums or Linear weights
         for j in range(n_out):
@@ -213,23 +202,21 @@ def _forward_tile(values, bias, eps, cum, guide, tot, t):
         _fill_guide(cum[i], guide[i])
 
 
-@njit(parallel=True, cache=True)
-def dense_guide_forward(values, bias, eps, cum, guide, tot, parallel):
-    """Guide tables of the columns ``A[:, i]`` (over target units) of an unmasked block.
+@njit(cache=True, nogil=True)
+def dense_guide_forward(values, bias, eps, cum, guide, tot, i0, i1):
+    """Guide tables of the columns ``A[:, i]`` (over target units), ``i0 <= i < i1``, of an unmasked block.
 
-    ``cum`` is ``(n_in, n_out)`` and ``guide`` ``(n_in, guide_size(n_out))``. Tiles
-    of 32 source units keep the reads of ``values`` contiguous.
+    ``values`` is float64 as for :func:`dense_guide_backward`; ``cum`` is ``(n_in,
+    n_out)`` and ``guide`` ``(n_in, guide_size(n_out))``. Tiles of 32 source units
+    keep the reads of ``values`` contiguous. Returns 0.0 (the values are checked
+    going backward). Releases the GIL like :func:`dense_guide_backward`.
     """
-    n_tiles = (values.shape[1] + 31) // 32
-    if parallel:
-        for t in prange(n_tiles):
-            _forward_tile(values, bias, eps, cum, guide, tot, t)
-    else:
-        for t in range(n_tiles):
-            _forward_tile(values, bias, eps, cum, guide, tot, t)
+    for t in range(i0 // 32, (i1 + 31) // 32):
+        _forward_tile(values, bias, eps, cum, guide, tot, max(t * 32, i0), min((t + 1) * 32, i1))
+    return 0.0
 
 
-@njit(cache=True)
+@_helper
 def _kernel_row(values, j, bias, eps, flat, a_out, ew_out):
     """Row ``j`` of :func:`kernel_weights`; returns its sum of ``|w|``."""
     n_in, ne = values.shape[1], values.shape[2]
@@ -265,27 +252,25 @@ def _kernel_row(values, j, bias, eps, flat, a_out, ew_out):
     return st
 
 
-@njit(parallel=True, cache=True)
-def kernel_weights(values, bias, eps, elem_uniform, a_out, ew_out, parallel):
-    """Edge and element weights of an unmasked block with ``n_elem > 1``, in one pass.
+@njit(cache=True, nogil=True)
+def kernel_weights(values, bias, eps, elem_uniform, a_out, ew_out, j0, j1):
+    """Edge and element weights of the rows ``j0 <= j < j1`` of an unmasked block with
+    ``n_elem > 1``, in one pass.
 
     Writes the biased edge weights ``a_out[j, i]`` (float64) and the weights for
     choosing an element of each edge, ``ew_out`` (float32, shaped like ``values``;
-    all 1 when ``elem_uniform`` or ``bias`` is uniform). Returns the sum of
-    ``|values|``, for the caller's NaN/Inf and all-zero checks.
+    all 1 when ``elem_uniform`` or ``bias`` is uniform). Returns the rows' sum of
+    ``|values|``, for the caller's NaN/Inf and all-zero checks. Releases the GIL
+    like :func:`dense_guide_backward`.
     """
     flat = True if bias == BIAS_UNIFORM else elem_uniform
     s = 0.0
-    if parallel:
-        for j in prange(values.shape[0]):
-            s += _kernel_row(values, j, bias, eps, flat, a_out, ew_out)
-    else:
-        for j in range(values.shape[0]):
-            s += _kernel_row(values, j, bias, eps, flat, a_out, ew_out)
+    for j in range(j0, j1):
+        s += _kernel_row(values, j, bias, eps, flat, a_out, ew_out)
     return s
 
 
-@njit(cache=True)
+@_helper
 def _masked_row(values, mask, j, bias, eps, out, present):
     """Row ``j`` of :func:`edge_weights`; returns its sum of ``|w|``."""
     n_in, ne = values.shape[1], values.shape[2]
@@ -315,26 +300,28 @@ def _masked_row(values, mask, j, bias, eps, out, present):
     return st
 
 
-@njit(parallel=True, cache=True)
-def edge_weights(values, mask, bias, eps, out, present, parallel):
-    """Biased edge weights of a masked block over its present elements.
+@njit(cache=True, nogil=True)
+def edge_weights(values, mask, bias, eps, out, present, j0, j1):
+    """Biased edge weights of the rows ``j0 <= j < j1`` of a masked block over its present elements.
 
     ``mask`` is a bool array like ``values``. Writes ``out[j, i]`` (float64) and
     ``present[j, i]`` (uint8, 1 when the edge has a present element); returns the
-    sum of ``|values|`` over present elements, for the caller's checks.
+    sum of ``|values|`` over present elements, for the caller's checks. Releases
+    the GIL like :func:`dense_guide_backward`.
     """
     s = 0.0
-    if parallel:
-        for j in prange(values.shape[0]):
-            s += _masked_row(values, mask, j, bias, eps, out, present)
-    else:
-        for j in range(values.shape[0]):
-            s += _masked_row(values, mask, j, bias, eps, out, present)
+    for j in range(j0, j1):
+        s += _masked_row(values, mask, j, bias, eps, out, present)
     return s
 
 
-@njit(cache=True)
-def _sparse_rows(indptr, gptr, weights, cum, guide, tot, r0, r1):
+@njit(cache=True, nogil=True)
+def sparse_guide(indptr, gptr, weights, cum, guide, tot, r0, r1):
+    """Guide tables of the CSR rows ``weights[indptr[r]:indptr[r + 1]]``, ``r0 <= r < r1``.
+
+    Row ``r``'s guide is ``guide[gptr[r]:gptr[r + 1]]``; ``tot[r]`` its total.
+    Returns 0.0. Releases the GIL like :func:`dense_guide_backward`.
+    """
     for r in range(r0, r1):
         lo = indptr[r]
         hi = indptr[r + 1]
@@ -342,18 +329,4 @@ def _sparse_rows(indptr, gptr, weights, cum, guide, tot, r0, r1):
             tot[r] = _guide(weights[lo:hi], cum[lo:hi], guide[gptr[r] : gptr[r + 1]])
         else:
             tot[r] = 0.0
-
-
-@njit(parallel=True, cache=True)
-def sparse_guide(indptr, gptr, weights, cum, guide, tot, parallel):
-    """Guide tables of the CSR rows ``weights[indptr[r]:indptr[r + 1]]``.
-
-    Row ``r``'s guide is ``guide[gptr[r]:gptr[r + 1]]``; ``tot[r]`` its total.
-    """
-    n_rows = indptr.shape[0] - 1
-    if parallel:
-        n_tiles = (n_rows + 63) // 64
-        for t in prange(n_tiles):
-            _sparse_rows(indptr, gptr, weights, cum, guide, tot, t * 64, min(n_rows, (t + 1) * 64))
-    else:
-        _sparse_rows(indptr, gptr, weights, cum, guide, tot, 0, n_rows)
+    return 0.0

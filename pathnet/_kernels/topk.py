@@ -45,6 +45,45 @@ _BRACKET_SAMPLE = 1 << 14  # sample size for SynFlow's per-step bracket
 
 
 # ------------------------------------------------------------- generic top-k
+@njit(cache=True, no_cpython_wrapper=True)  # type: ignore[call-overload]  # numba option the stubs lack
+def _select(a: np.ndarray, t: int) -> float:
+    """The value of ascending rank ``t`` (0-based) of ``a``, which it reorders (no NaN).
+
+    Quickselect with Hoare's partition around a median of three; written out
+    rather than ``np.partition``, whose numba implementation takes seconds to
+    compile. The value is the same whatever the algorithm.
+    """
+    lo = 0
+    hi = a.size - 1
+    while hi > lo:
+        mid = (lo + hi) >> 1
+        if a[mid] < a[lo]:
+            a[mid], a[lo] = a[lo], a[mid]
+        if a[hi] < a[lo]:
+            a[hi], a[lo] = a[lo], a[hi]
+        if a[hi] < a[mid]:
+            a[hi], a[mid] = a[mid], a[hi]
+        p = a[mid]
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < p:
+                i += 1
+            while a[j] > p:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if t <= j:  # a[lo:j + 1] <= p <= a[i:hi + 1], and a[j + 1:i] == p
+            hi = j
+        elif t >= i:
+            lo = i
+        else:
+            return a[t]
+    return a[t]
+
+
 @njit(cache=True)
 def kth_largest(scores: np.ndarray, k: int) -> float:
     """The k-th largest score (``1 <= k <= scores.size``, no NaN).
@@ -60,12 +99,11 @@ def kth_largest(scores: np.ndarray, k: int) -> float:
         sample = np.empty(_SAMPLE, dtype=np.float64)
         for s in range(_SAMPLE):
             sample[s] = scores[s * stride]
-        sample.sort()
         q = t / n
         pos = q * _SAMPLE
         margin = 6.0 * math.sqrt(max(q * (1.0 - q), 1.0 / _SAMPLE) * _SAMPLE) + 32.0
-        lo = sample[max(0, int(pos - margin))]
-        hi = sample[min(_SAMPLE - 1, int(pos + margin))]
+        lo = _select(sample, max(0, int(pos - margin)))  # the sorted sample's entries there
+        hi = _select(sample, min(_SAMPLE - 1, int(pos + margin)))
         cap = min(int(n * (2.0 * margin / _SAMPLE) * 4.0) + 4096, n)
         cand = np.empty(cap, dtype=np.float64)
         nb = 0
@@ -82,9 +120,50 @@ def kth_largest(scores: np.ndarray, k: int) -> float:
                 cand[nc] = x
                 nc += 1
         if ok and nb <= t < nb + nc:
-            return np.partition(cand[:nc], t - nb)[t - nb]
-    tmp = scores.copy()
-    return np.partition(tmp, t)[t]
+            return _select(cand[:nc], t - nb)
+    tmp = np.empty(n, dtype=np.float64)
+    tmp[:] = scores
+    return _select(tmp, t)
+
+
+@njit(cache=True, no_cpython_wrapper=True)  # type: ignore[call-overload]  # numba option the stubs lack
+def _select_pair(sec: np.ndarray, idx: np.ndarray, t: int) -> tuple[float, int]:
+    """``(sec, idx)`` of the entry of rank ``t`` (0-based) in the order (``sec``
+    descending, ``idx`` ascending); reorders both arrays (no NaN).
+
+    Quickselect as :func:`_select` (two stable argsorts would give the same pair,
+    but numba's merge sort takes seconds to compile). Entries with equal keys
+    are interchangeable: they return the same pair.
+    """
+    lo = 0
+    hi = sec.size - 1
+    while hi > lo:
+        mid = (lo + hi) >> 1
+        for x, y in ((mid, lo), (hi, lo), (hi, mid)):  # median of three: a[lo] <= a[mid] <= a[hi]
+            if sec[x] > sec[y] or (sec[x] == sec[y] and idx[x] < idx[y]):
+                sec[x], sec[y] = sec[y], sec[x]
+                idx[x], idx[y] = idx[y], idx[x]
+        ps = sec[mid]
+        pi = idx[mid]
+        i = lo
+        j = hi
+        while i <= j:
+            while sec[i] > ps or (sec[i] == ps and idx[i] < pi):
+                i += 1
+            while sec[j] < ps or (sec[j] == ps and idx[j] > pi):
+                j -= 1
+            if i <= j:
+                sec[i], sec[j] = sec[j], sec[i]
+                idx[i], idx[j] = idx[j], idx[i]
+                i += 1
+                j -= 1
+        if t <= j:
+            hi = j
+        elif t >= i:
+            lo = i
+        else:
+            return sec[t], idx[t]
+    return sec[t], idx[t]
 
 
 @njit(cache=True)
@@ -92,7 +171,7 @@ def tie_cut(
     scores: np.ndarray, secondary: np.ndarray, index: np.ndarray, v: float, r: int
 ) -> tuple[float, int]:
     """``(w_cut, g_cut)``: the r-th of the entries with ``score == v`` in the order
-    (secondary descending, index ascending). ``r >= 1``."""
+    (secondary descending, index ascending). ``r >= 1``, no NaN."""
     m = 0
     for e in range(scores.size):
         if scores[e] == v:
@@ -105,12 +184,7 @@ def tie_cut(
             sec[m] = secondary[e]
             idx[m] = index[e]
             m += 1
-    order = np.argsort(idx, kind="mergesort")
-    sec = sec[order]
-    idx = idx[order]
-    order = np.argsort(-sec, kind="mergesort")  # stable: index ascending within equal keys
-    pick = order[r - 1]
-    return sec[pick], idx[pick]
+    return _select_pair(sec, idx, r - 1)
 
 
 @njit(cache=True)

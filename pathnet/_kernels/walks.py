@@ -57,9 +57,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from pathnet._kernels.guides import GUIDE_STEP
+
+# Helpers called only from compiled code: no Python wrapper to build.
+_helper = njit(cache=True, no_cpython_wrapper=True)  # type: ignore[call-overload]  # numba option the stubs lack
 
 __all__ = [
     "CHOICE_REFERENCE",
@@ -161,7 +164,7 @@ def mix64(z: np.uint64) -> np.uint64:
     return z ^ (z >> _S31)
 
 
-@njit(cache=True)
+@_helper
 def _unit(state: np.uint64) -> float:
     """A double in [0, 1) from the splitmix64 output for ``state``."""
     return float(mix64(state) >> _S11) * _TO_UNIT
@@ -174,7 +177,7 @@ def walk_state(seed: np.uint64, w: np.int64) -> np.uint64:
 
 
 # --------------------------------------------------------------------- rows
-@njit(cache=True)
+@_helper
 def _row(binfo, b, base, r, ptr):
     """Positions ``[lo, hi)`` in the direction's ``cum`` of row ``r`` of block ``b``."""
     off = binfo[b, base + D_OFF]
@@ -186,13 +189,13 @@ def _row(binfo, b, base, r, ptr):
     return off + ptr[q], off + ptr[q + 1]
 
 
-@njit(cache=True)
+@_helper
 def _flat_forward(binfo, b, base):
     """Whether block ``b`` walked in direction ``base`` has one row per (unit, position)."""
     return base == DIR_BASE and binfo[b, FLAT] == 1
 
 
-@njit(cache=True)
+@_helper
 def _unit_rows(binfo, b, base, u, ptr):
     """``[lo, hi)`` of all the rows of unit ``u`` (several for a flatten block going forward)."""
     if _flat_forward(binfo, b, base):
@@ -203,7 +206,7 @@ def _unit_rows(binfo, b, base, u, ptr):
     return _row(binfo, b, base, u, ptr)
 
 
-@njit(cache=True)
+@_helper
 def _unit_total(binfo, b, base, u, tot):
     """Total weight of the rows of unit ``u`` of block ``b``."""
     t0 = binfo[b, base + D_TOT]
@@ -217,7 +220,7 @@ def _unit_total(binfo, b, base, u, tot):
 
 
 # --------------------------------------------------------------------- steps
-@njit(cache=True)
+@_helper
 def _choose_block(g, u, state, choice, base, binfo, cand_ptr, cand, ptr, tot):
     """The block a walk at unit ``u`` of group ``g`` follows; -1 if none has an edge."""
     c0 = cand_ptr[g]
@@ -281,7 +284,7 @@ def _choose_block(g, u, state, choice, base, binfo, cand_ptr, cand, ptr, tot):
     return b, state
 
 
-@njit(cache=True)
+@_helper
 def _choose_row(b, u, state, base, binfo, ptr):
     """``(row, element, state)``: the row unit ``u`` draws its edge from.
 
@@ -312,7 +315,7 @@ def _choose_row(b, u, state, base, binfo, ptr):
     return u * ne, 0, state  # not reached: the block was chosen for having an edge at u
 
 
-@njit(cache=True)
+@_helper
 def _choose_edge(b, r, state, base, binfo, cum, guide, gptr, ptr, idx):
     """Column of the edge drawn from row ``r`` of block ``b`` with its guide table; -1 if none."""
     lo, hi = _row(binfo, b, base, r, ptr)
@@ -344,7 +347,7 @@ def _choose_edge(b, r, state, base, binfo, cum, guide, gptr, ptr, idx):
     return np.int64(idx[binfo[b, base + D_IDX] + (lo - binfo[b, base + D_OFF]) + pos]), state
 
 
-@njit(cache=True)
+@_helper
 def _emit(b, jj, ii, e, state, binfo, ew, ep, out_elems, k, n):
     """Write to ``out_elems[k, n:]`` the element id(s) that crossing edge ``ii -> jj`` of block ``b`` selects.
 
@@ -398,7 +401,7 @@ def _emit(b, jj, ii, e, state, binfo, ew, ep, out_elems, k, n):
     return n + 1, state
 
 
-@njit(cache=True)
+@_helper
 def _touch_edge(g, u, state, base, binfo, cand_ptr, cand, cum, guide, gptr, ptr):
     """Load the guide entry and the cum line the next edge draw will read (a prefetch)."""
     if cand_ptr[g + 1] - cand_ptr[g] != 1:
@@ -420,7 +423,7 @@ def _touch_edge(g, u, state, base, binfo, cand_ptr, cand, cum, guide, gptr, ptr)
     return np.float64(guide[g0 + gi]) + cum[lo + min(gi * GUIDE_STEP, n - 1)]
 
 
-@njit(cache=True)
+@_helper
 def _touch_kernel(b, u, v, forward, binfo, ew):
     """Load the element weights of the kernel the walk just crossed (a prefetch)."""
     if binfo[b, EW_OFF] < 0:
@@ -434,7 +437,7 @@ def _touch_kernel(b, u, v, forward, binfo, ew):
 
 
 # --------------------------------------------------------------------- walks
-@njit(cache=True)
+@_helper
 def _start(rows, nl, first_walk, seed, g0, end, starts, group_off, out_len, out_nodes, record, ln):
     """Put walks ``first_walk + rows[:nl]`` on their start units; returns how many move."""
     lu, lg, ls, lk, _, _, _, lstep, act = ln
@@ -456,7 +459,7 @@ def _start(rows, nl, first_walk, seed, g0, end, starts, group_off, out_len, out_
     return n_active
 
 
-@njit(cache=True)
+@_helper
 def _lane_group(rows, nl, first_walk, seed, forward, net, dr, out, record, ln):
     """Advance ``nl`` walks (batch rows ``rows[:nl]``, one direction) in lockstep.
 
@@ -536,7 +539,7 @@ def _lane_group(rows, nl, first_walk, seed, forward, net, dr, out, record, ln):
         out_len[rows[0]] = -1
 
 
-@njit(cache=True)
+@_helper
 def _new_lanes():
     return _Lanes(
         np.empty(_LANES, dtype=np.int64),
@@ -551,7 +554,7 @@ def _new_lanes():
     )
 
 
-@njit(cache=True)
+@_helper
 def _chunk(c, chunk, first_walk, useed, net, fwd, bwd, out, record):
     """Walk rows ``c * chunk .. (c + 1) * chunk - 1`` of the batch, forward ones first."""
     rows = np.empty(_LANES, dtype=np.int64)
@@ -560,7 +563,8 @@ def _chunk(c, chunk, first_walk, useed, net, fwd, bwd, out, record):
     k0 = c * chunk
     k1 = min(n, k0 + chunk)
     for parity in range(2):
-        forward = parity == 0
+        forward = parity == 0  # a runtime flag: one compiled _lane_group serves both directions
+        dr = fwd if forward else bwd
         k = k0 + ((parity - (first_walk + k0)) % 2)
         while k < k1:
             nl = 0
@@ -568,15 +572,12 @@ def _chunk(c, chunk, first_walk, useed, net, fwd, bwd, out, record):
                 rows[nl] = k
                 nl += 1
                 k += 2
-            if forward:
-                _lane_group(rows, nl, first_walk, useed, True, net, fwd, out, record, ln)
-            else:
-                _lane_group(rows, nl, first_walk, useed, False, net, bwd, out, record, ln)
+            _lane_group(rows, nl, first_walk, useed, forward, net, dr, out, record, ln)
 
 
-@njit(parallel=True, cache=True)
-def sample_walks(first_walk, seed, chunk, net, fwd, bwd, out, record, parallel):
-    """Walks ``first_walk .. first_walk + n - 1`` (``n = len(out[1])``).
+@njit(cache=True, nogil=True)
+def sample_walks(first_walk, seed, chunk, net, fwd, bwd, out, record, c0, c1):
+    """Chunks ``c0 .. c1 - 1`` of the walks ``first_walk .. first_walk + n - 1`` (``n = len(out[1])``).
 
     ``net`` is a :class:`WalkNet`, ``fwd`` and ``bwd`` are :class:`WalkDir`. Even
     walks go forward from ``fwd.starts[(w // 2) % len]`` (local units of the
@@ -585,18 +586,14 @@ def sample_walks(first_walk, seed, chunk, net, fwd, bwd, out, record, parallel):
     element ids to ``elements[k, :lengths[k]]`` (``lengths[k] = -1`` if it got
     stuck, which a prepared graph prevents) and, when ``record`` is true, its
     global node ids to ``nodes[k]`` (``(n, max_steps + 1)`` then, and may be
-    ``(1, 1)`` otherwise). With ``parallel``, chunks of ``chunk`` walks run on the
-    thread pool; every walk has its own stream, so the result is the same either way.
+    ``(1, 1)`` otherwise). Chunk ``c`` is the batch rows ``c * chunk .. (c + 1) *
+    chunk - 1``. The kernel releases the GIL: the caller runs disjoint chunk ranges
+    on several threads (every walk has its own stream, so the result is the same
+    either way), without the compile time of a numba parallel region.
     """
-    n = out[1].shape[0]
     useed = np.uint64(seed)
-    n_chunks = (n + chunk - 1) // chunk
-    if parallel and n_chunks > 1:
-        for c in prange(n_chunks):
-            _chunk(c, chunk, first_walk, useed, net, fwd, bwd, out, record)
-    else:
-        for c in range(n_chunks):
-            _chunk(c, chunk, first_walk, useed, net, fwd, bwd, out, record)
+    for c in range(c0, c1):
+        _chunk(c, chunk, first_walk, useed, net, fwd, bwd, out, record)
 
 
 @njit(cache=True)

@@ -20,7 +20,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numba
 import numpy as np
 from torch import nn
 
@@ -38,6 +37,7 @@ from pathnet.select.walkgraph import (
     WalkGraph,
     check_choice,
     prepare,
+    run_ranges,
 )
 
 __all__ = [
@@ -88,18 +88,18 @@ def sample_walks(
         else np.empty((1, 1), dtype=np.int64)
     )
     parallel = n * max(graph.max_steps, 1) >= _PARALLEL_MIN_STEPS
-    with numba.parallel_chunksize(_DYNAMIC_CHUNKS):
-        K.sample_walks(
-            int(first_walk),
-            int(seed),
-            _CHUNK,
-            graph.net,
-            graph.fwd,
-            graph.bwd,
-            (elems, lens, nodes),
-            bool(record_nodes),
-            parallel,
-        )
+    args = (
+        int(first_walk),
+        int(seed),
+        _CHUNK,
+        graph.net,
+        graph.fwd,
+        graph.bwd,
+        (elems, lens, nodes),
+        bool(record_nodes),
+    )
+    n_chunks = (n + _CHUNK - 1) // _CHUNK
+    run_ranges(K.sample_walks, args, n_chunks, parallel=parallel, piece=_DYNAMIC_CHUNKS)
     if n and lens.min() < 0:  # cannot happen on a prepared graph: every live unit continues
         raise RuntimeError(f"{_WHERE}: a walk found no way on; this is a bug in pathnet")
     return elems, lens, (nodes if record_nodes else None)

@@ -22,16 +22,18 @@ guide tables are computed by :mod:`pathnet._kernels.guides`.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numba
 import numpy as np
 
 from pathnet._kernels import guides as G
 from pathnet._kernels import walks as K
 from pathnet.graph import EdgeBlock, LayeredDAG
 
-__all__ = ["BIASES", "FLATTENS", "INVERSE_EPS", "SKIPS", "WalkGraph", "prepare"]
+__all__ = ["BIASES", "FLATTENS", "INVERSE_EPS", "SKIPS", "WalkGraph", "prepare", "run_ranges"]
 
 BIASES = ("abs", "square", "inverse", "uniform")
 SKIPS = ("reference", "weighted")
@@ -56,6 +58,28 @@ _DIRS = (0, 1)  # forward, backward
 def _parallel(n: int) -> bool:
     """Whether a preparation kernel over ``n`` items is worth the thread pool's round trip."""
     return n >= _PARALLEL_MIN
+
+
+def run_ranges(
+    kernel: Any, args: tuple[Any, ...], n: int, *, parallel: bool, piece: int = 0
+) -> float:
+    """``kernel(*args, lo, hi)`` over consecutive ranges that cover ``[0, n)``; the sum of its results (None: 0).
+
+    The kernels (:mod:`pathnet._kernels`) release the GIL and write disjoint
+    outputs per range, so with ``parallel`` the ranges (``piece`` items each;
+    default: about four per thread) run on ``numba.get_num_threads()`` Python
+    threads, taken in order as threads become free. This replaces numba parallel
+    regions, whose compilation cost seconds on every first call; the outputs do
+    not depend on the split.
+    """
+    threads = numba.get_num_threads()
+    if not parallel or threads < 2 or n < 2:
+        return float(kernel(*args, 0, n) or 0.0)
+    step = max(1, piece or -(-n // (4 * threads)))
+    starts = range(0, n, step)
+    with ThreadPoolExecutor(min(threads, len(starts))) as pool:
+        parts = list(pool.map(lambda lo: kernel(*args, lo, min(lo + step, n)), starts))
+    return float(sum(p or 0.0 for p in parts))
 
 
 @dataclass(frozen=True, eq=False)
@@ -386,7 +410,12 @@ def _plan_rows(view: _View, plan: _Plan, b: int) -> None:
     w = np.empty((view.n_out, view.n_in), dtype=np.float64)
     pres = np.empty((view.n_out, view.n_in), dtype=np.uint8)
     values = np.ascontiguousarray(view.values)
-    abs_sum = G.edge_weights(values, mask, plan.code, INVERSE_EPS, w, pres, _parallel(blk.n_params))
+    abs_sum = run_ranges(
+        G.edge_weights,
+        (values, mask, plan.code, INVERSE_EPS, w, pres),
+        view.n_out,
+        parallel=_parallel(blk.n_params),
+    )
     if mask.any():  # a fully masked block is fine: walks go round it
         _check_values(blk.param, abs_sum, values[mask])
     live = pres.astype(bool) & view.a_tgt[:, None] & view.a_src[None, :]
@@ -467,11 +496,14 @@ def _dense_source(
     and the element weights (``ew_view``) and checks the values.
     """
     assert view.values is not None
-    values = np.ascontiguousarray(view.values)
     if ew_view is None:
-        return values, code
+        # float64, like the edge weights below: one compiled specialisation of the
+        # dense kernels (they sum in float64 anyway, so the result is the same)
+        return np.ascontiguousarray(view.values, dtype=np.float64), code
+    values = np.ascontiguousarray(view.values)
     a = np.empty((view.n_out, view.n_in), dtype=np.float64)
-    abs_sum = G.kernel_weights(values, code, INVERSE_EPS, view.blk.kind != "conv", a, ew_view, par)
+    args = (values, code, INVERSE_EPS, view.blk.kind != "conv", a, ew_view)
+    abs_sum = run_ranges(G.kernel_weights, args, view.n_out, parallel=par)
     _check_values(view.blk.param, abs_sum, values)
     return a.reshape(view.n_out, view.n_in, 1), G.BIAS_ABS  # a >= 0: taken as is
 
@@ -505,15 +537,15 @@ def _fill_sparse(plan: _Plan, b: int, d: int, arrays: tuple[np.ndarray, ...]) ->
     ptr[row[base + K.D_PTR] : row[base + K.D_PTR] + r.indptr.size] = r.indptr
     idx[row[base + K.D_IDX] : row[base + K.D_IDX] + n_edges] = r.idx
     gptr[row[base + K.D_GPTR] : row[base + K.D_GPTR] + r.gptr.size] = r.gptr
-    G.sparse_guide(
+    args = (
         r.indptr,
         r.gptr,
         r.weights,
         cum[off : off + n_edges],
         guide[goff : goff + n_guide],
         tot[toff : toff + n_rows],
-        _parallel(n_edges),
     )
+    run_ranges(G.sparse_guide, args, n_rows, parallel=_parallel(n_edges))
 
 
 def _fill_dense(
@@ -538,10 +570,11 @@ def _fill_dense(
     guide_rows = guide[goff : goff + n_rows * ng].reshape(n_rows, ng)
     tot_rows = tot[toff : toff + n_rows]
     values, code = source
+    args = (values, code, INVERSE_EPS, cum_rows, guide_rows, tot_rows)
     if d == 0:
-        G.dense_guide_forward(values, code, INVERSE_EPS, cum_rows, guide_rows, tot_rows, par)
+        run_ranges(G.dense_guide_forward, args, n_rows, parallel=par, piece=32)
         return
-    abs_sum = G.dense_guide_backward(values, code, INVERSE_EPS, cum_rows, guide_rows, tot_rows, par)
+    abs_sum = run_ranges(G.dense_guide_backward, args, n_rows, parallel=par)
     if check:  # otherwise checked with the element weights
         _check_values(view.blk.param, abs_sum, values)
 
