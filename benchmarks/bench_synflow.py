@@ -2,8 +2,8 @@
 
 * ``network``: ``pathnet.select.select("synflow_l2", model, 0.01)``, the default
   backend: the published algorithm, exactly, on the network as torch runs it
-  (float64; numba kernels over the alive weights, torch for pooling, BatchNorm,
-  residual additions);
+  (float64 torch convolutions of the alive weights with dead channels dropped,
+  numba for the bookkeeping and the top-k);
 * ``graph``: the same call with ``backend="graph"``: sweeps on the DAG in float64
   log space, a fast approximation (zero padding ignored);
 * ``official-style``: the loop of the SynFlow/PHEW authors' code: a float32 deep
@@ -11,9 +11,11 @@
   ``R = sum(output)``, scores ``|grad * theta|``, a global ``torch.kthvalue``
   threshold, masks applied by multiplication.
 
-All in one process on at most 2 threads (torch and numba); the network and graph
-times are the median of ``REPEATS`` runs after an untimed warm-up on ResNet20 that
-loads the compiled kernels. ``mask_diff`` is the fraction of all 14.7 M mask entries that differ
+All in one process on ``THREADS`` threads (torch and numba; 2 unless the
+environment sets ``PATHNET_BENCH_THREADS``); the network and graph times are the
+median of ``REPEATS`` runs after an untimed warm-up on ResNet20 that loads the
+compiled kernels. On a loaded machine two threads slow every torch loop down
+(the OpenMP threads wait on each other), so compare runs at 1 and 2 threads. ``mask_diff`` is the fraction of all 14.7 M mask entries that differ
 from the network backend's mask, ``kept_diff`` the fraction of the network
 backend's kept weights that the other mask does not keep.
 ``run(quick=True)``: ResNet20, 10 iterations.
@@ -117,9 +119,7 @@ def run(quick: bool = False) -> list[dict]:
     small = pathnet.models.build("resnet20", seed=0)  # loads the compiled kernels
     _, cold_net, _ = timed(lambda: select("synflow_l2", small, 0.1, iterations=2))
     select("synflow_l2", small, 0.1, iterations=2, backend="graph")
-    exact, t_net, c_net = warm(
-        lambda: select("synflow_l2", model, density, iterations=iterations)
-    )
+    exact, t_net, c_net = warm(lambda: select("synflow_l2", model, density, iterations=iterations))
     graph, t_graph, c_graph = warm(
         lambda: select("synflow_l2", dag, density, iterations=iterations, backend="graph")
     )
