@@ -14,8 +14,9 @@
 All in one process on ``THREADS`` threads (torch and numba; 2 unless the
 environment sets ``PATHNET_BENCH_THREADS``); the network and graph times are the
 median of ``REPEATS`` runs after an untimed warm-up on ResNet20 that loads the
-compiled kernels. On a loaded machine two threads slow every torch loop down
-(the OpenMP threads wait on each other), so compare runs at 1 and 2 threads. ``mask_diff`` is the fraction of all 14.7 M mask entries that differ
+compiled kernels. The network backend runs torch on one thread anyway; on a
+loaded machine two threads slow the official-style loop down several times (the
+OpenMP threads wait on each other), so compare runs at 1 and 2 threads. ``mask_diff`` is the fraction of all 14.7 M mask entries that differ
 from the network backend's mask, ``kept_diff`` the fraction of the network
 backend's kept weights that the other mask does not keep.
 ``run(quick=True)``: ResNet20, 10 iterations.
@@ -188,7 +189,11 @@ def notes(rows: list[dict]) -> str:
         f"{REPEATS} warm run(s) (cpu_seconds: CPU time of all threads); an untimed ResNet20 call loads the "
         "numba kernels first. The official-style loop does not hit the target count "
         "exactly (ties at the kthvalue threshold and its own rounding of the count) and "
-        "works in float32. Timings on a shared machine: see load_average_1m in the header."
+        "works in float32. The network backend runs torch on one thread whatever THREADS "
+        "is; the official-style loop runs on THREADS threads, which on a busy machine makes "
+        "it several times slower than on one (OpenMP waits): rerun with "
+        "PATHNET_BENCH_THREADS=1 for the conservative ratio. Timings on a shared machine: "
+        "see load_average_1m in the header."
     )
 
 
