@@ -2,8 +2,8 @@
 
 * ``network``: ``pathnet.select.select("synflow_l2", model, 0.01)``, the default
   backend: the published algorithm, exactly, on the network as torch runs it
-  (float64; numba kernels over the alive weights, torch for pooling, BatchNorm,
-  residual additions);
+  (float64 torch convolutions of the alive weights with dead channels dropped,
+  numba for the bookkeeping and the top-k);
 * ``graph``: the same call with ``backend="graph"``: sweeps on the DAG in float64
   log space, a fast approximation (zero padding ignored);
 * ``official-style``: the loop of the SynFlow/PHEW authors' code: a float32 deep
@@ -11,9 +11,12 @@
   ``R = sum(output)``, scores ``|grad * theta|``, a global ``torch.kthvalue``
   threshold, masks applied by multiplication.
 
-All in one process on at most 2 threads (torch and numba); the network and graph
-times are the median of ``REPEATS`` runs after an untimed warm-up on ResNet20 that
-loads the compiled kernels. ``mask_diff`` is the fraction of all 14.7 M mask entries that differ
+All in one process on ``THREADS`` threads (torch and numba; 2 unless the
+environment sets ``PATHNET_BENCH_THREADS``); the network and graph times are the
+median of ``REPEATS`` runs after an untimed warm-up on ResNet20 that loads the
+compiled kernels. The network backend runs torch on one thread anyway; on a
+loaded machine two threads slow the official-style loop down several times (the
+OpenMP threads wait on each other), so compare runs at 1 and 2 threads. ``mask_diff`` is the fraction of all 14.7 M mask entries that differ
 from the network backend's mask, ``kept_diff`` the fraction of the network
 backend's kept weights that the other mask does not keep.
 ``run(quick=True)``: ResNet20, 10 iterations.
@@ -22,6 +25,7 @@ backend's kept weights that the other mask does not keep.
 from __future__ import annotations
 
 import copy
+import os
 import statistics
 import sys
 import time
@@ -34,7 +38,7 @@ from torch import nn
 import pathnet
 from pathnet.select import select, target_count
 
-THREADS = 2
+THREADS = int(os.environ.get("PATHNET_BENCH_THREADS", "2"))  # torch and numba threads
 GOAL_SPEEDUP = 5.0
 REPEATS = 1  # timed runs after the untimed first call (the median is reported)
 
@@ -104,21 +108,20 @@ def run(quick: bool = False) -> list[dict]:
         out = fn()
         return out, time.perf_counter() - t0, time.process_time() - c0
 
-    def warm(fn: Any) -> tuple[Any, float, float, float]:
-        first, cold, _ = timed(fn)
-        runs = [timed(fn) for _ in range(3)]
-        assert all(r[0] == first for r in runs)
+    def warm(fn: Any) -> tuple[Any, float, float]:
+        runs = [timed(fn) for _ in range(REPEATS)]
+        assert all(r[0] == runs[0][0] for r in runs)
         return (
-            first,
+            runs[0][0],
             statistics.median(r[1] for r in runs),
             statistics.median(r[2] for r in runs),
-            cold,
         )
 
-    exact, t_net, c_net, cold_net = warm(
-        lambda: select("synflow_l2", model, density, iterations=iterations)
-    )
-    graph, t_graph, c_graph, _ = warm(
+    small = pathnet.models.build("resnet20", seed=0)  # loads the compiled kernels
+    _, cold_net, _ = timed(lambda: select("synflow_l2", small, 0.1, iterations=2))
+    select("synflow_l2", small, 0.1, iterations=2, backend="graph")
+    exact, t_net, c_net = warm(lambda: select("synflow_l2", model, density, iterations=iterations))
+    graph, t_graph, c_graph = warm(
         lambda: select("synflow_l2", dag, density, iterations=iterations, backend="graph")
     )
     official, t_off, c_off = timed(lambda: official_style(model, density, iterations))
@@ -158,6 +161,7 @@ def run(quick: bool = False) -> list[dict]:
                 "seconds": round(seconds, 3),
                 "cpu_seconds": round(cpu, 3),
                 "speedup_vs_official": round(t_off / seconds, 1),
+                "cpu_speedup_vs_official": round(c_off / cpu, 1),
                 "kept": kept,
                 "target": m,
                 "mask_diff": diff[0],
@@ -185,7 +189,11 @@ def notes(rows: list[dict]) -> str:
         f"{REPEATS} warm run(s) (cpu_seconds: CPU time of all threads); an untimed ResNet20 call loads the "
         "numba kernels first. The official-style loop does not hit the target count "
         "exactly (ties at the kthvalue threshold and its own rounding of the count) and "
-        "works in float32. Timings on a shared machine: see load_average_1m in the header."
+        "works in float32. The network backend runs torch on one thread whatever THREADS "
+        "is; the official-style loop runs on THREADS threads, which on a busy machine makes "
+        "it several times slower than on one (OpenMP waits): rerun with "
+        "PATHNET_BENCH_THREADS=1 for the conservative ratio. Timings on a shared machine: "
+        "see load_average_1m in the header."
     )
 
 

@@ -12,10 +12,12 @@ from torch import nn
 
 import pathnet
 from pathnet import models
+from pathnet._kernels.linconv import kth_largest_nonneg
 from pathnet.graph.propagate import backward_log, forward_log
 from pathnet.models import kaiming_init
 from pathnet.select import select, synflow_graph, target_count
 from pathnet.select import synflow as S
+from pathnet.select.linearised import Linearised
 from pathnet.select.scoring import flatten_scores, mask_from_global, present_indices, top_k
 from pathnet.select.synflow import schedule, synflow_scores
 from tests.reference import autograd_synflow_mask, autograd_synflow_scores
@@ -262,6 +264,39 @@ def test_network_backend_equals_plain_autograd_reference_vgg16(density):
     model = models.vgg16(seed=0)
     got = select("synflow_l2", model, density, iterations=3)
     assert same_mask(got, autograd_synflow_mask(model, density, 3, "synflow_l2"))
+
+
+@pytest.mark.parametrize("net", ["zero_bn", "zero_res"])
+def test_network_backend_equals_reference_when_channels_die(net):
+    # at 0.5% whole channels die: the compacted convolutions and the dropped slots
+    model = ZERO_NETS[net]()
+    dag = pathnet.to_dag(model)
+    lin = Linearised(model, dag, 2, 1, absolute=True)
+    for k in S.schedule(dag.n_params, dag.n_present, 0.005, 8):
+        lin.backward()
+        lin.prune_to(k)
+    assert any(layer.weight.shape[:2] != layer.shape[:2] for layer in lin.layers)
+    got = select("synflow_l2", model, 0.005, iterations=8)
+    assert got == mask_from_global(dag, lin.kept())
+    assert same_mask(got, autograd_synflow_mask(model, 0.005, 8, "synflow_l2"))
+
+
+def test_kth_largest_nonneg_equals_sorting(rng):
+    for trial in range(60):
+        n = int(rng.integers(1, 50_000))
+        kind = trial % 4
+        if kind == 0:
+            s = rng.random(n)
+        elif kind == 1:  # many exact ties
+            s = rng.integers(0, 5, n).astype(float)
+        elif kind == 2:  # many orders of magnitude
+            s = np.exp(rng.normal(0, 30, n))
+        else:  # dead slots (-1), ties, subnormal differences
+            s = np.where(rng.random(n) < 0.3, -1.0, rng.integers(0, 3, n) + rng.random(n) * 1e-300)
+        alive = np.sort(s[s >= 0])[::-1]
+        if alive.size:
+            k = int(rng.integers(1, alive.size + 1))
+            assert kth_largest_nonneg(s, k) == alive[k - 1]
 
 
 @pytest.mark.parametrize("net", ["mlp", "circ", "circ_res"])

@@ -1,200 +1,192 @@
-"""Numba kernels: a Conv2d (or Linear, as a 1x1 conv on a 1x1 map) of a linearised
-network at batch 1, over a list of alive weight elements.
+"""Numba kernels: the bookkeeping of :class:`pathnet.select.linearised.Linearised`.
 
-Each layer keeps its alive elements in torch's weight order, grouped in rows by
-output channel ``j`` (``rowptr``), one ``code = (i << kbits) | k`` per element
-(``i`` the input channel, ``k = a * kw + b`` the kernel position) and its ``|w|``
-(``wabs``; ``-1`` marks a dead element, skipped everywhere). The weight used in
-the forward pass is ``|w| ** power`` computed in float64 (exact: ``|w|**2`` of a
-float32 fits a float64 mantissa).
-
-Every output position accumulates its terms in element order, so positions that
-see equal inputs get bitwise-equal outputs. The backward kernel works on a fixed
-number of row chunks (``bounds``) with one input-gradient buffer each, summed in
-chunk order afterwards: the result does not depend on the thread count.
+Each prunable layer keeps its alive weight elements as parallel arrays in
+ascending torch order: output channel ``j``, input channel ``i``, kernel
+position ``k``, forward weight ``base`` and secondary key ``sec``. Every step
+compacts these arrays in place, maps the alive channels to a dense compacted
+weight and gathers the scores from its gradient. All kernels are sequential
+single passes: the results do not depend on the thread count.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-__all__ = ["conv_backward", "conv_forward", "kernel_table", "kill_below", "row_bounds"]
-
-
-@njit(cache=True)
-def _span(o: int, s: int, n_in: int, n_out: int) -> tuple[int, int]:
-    """Output positions ``y`` with ``0 <= y * s + o < n_in``, clipped to ``[0, n_out)``."""
-    lo = (s - 1 - o) // s if o < 0 else 0  # ceil(-o / s)
-    hi = (n_in - 1 - o) // s + 1 if n_in - 1 - o >= 0 else 0
-    return max(lo, 0), min(hi, n_out)
-
-
-@njit(cache=True)
-def kernel_table(n_k: int, geom: np.ndarray, h: int, w: int, ho: int, wo: int) -> np.ndarray:
-    """Per kernel position ``k``: ``(offset of the first input, y0, y1, x0, x1)``.
-
-    Output positions ``y0 <= y < y1``, ``x0 <= x < x1`` read the flat input index
-    ``offset + y * stride_y * w + x * stride_x`` (within its channel); the others
-    read padding. ``geom = (kw, stride_y, stride_x, pad_y, pad_x, dil_y, dil_x)``.
-    """
-    kw, sy, sx, py, px, dy, dx = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5], geom[6]
-    out = np.empty((n_k, 5), dtype=np.int64)
-    for k in range(n_k):
-        ky = k // kw
-        oy = ky * dy - py
-        ox = (k - ky * kw) * dx - px
-        y0, y1 = _span(oy, sy, h, ho)
-        x0, x1 = _span(ox, sx, w, wo)
-        out[k, 0] = oy * w + ox
-        out[k, 1] = y0
-        out[k, 2] = max(y0, y1)
-        out[k, 3] = x0
-        out[k, 4] = max(x0, x1)
-    return out
-
-
-@njit(cache=True, parallel=True)
-def conv_forward(
-    inp: np.ndarray,
-    rowptr: np.ndarray,
-    code: np.ndarray,
-    wabs: np.ndarray,
-    power: int,
-    kbits: int,
-    table: np.ndarray,
-    hw: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """``out[j] = sum over alive elements (j, i, k) of w * shifted inp[i]``.
-
-    ``inp`` is the flat ``(C_in, H, W)`` input, ``out`` the flat ``(C_out, H_out,
-    W_out)`` output (float64); ``table`` from :func:`kernel_table`;
-    ``hw = (H, W, H_out, W_out, stride_y, stride_x)``.
-    """
-    h, w_, ho, wo, sy, sx = hw[0], hw[1], hw[2], hw[3], hw[4], hw[5]
-    n_out = rowptr.size - 1
-    kmask = (1 << kbits) - 1
-    plane, oplane = h * w_, ho * wo
-    for j in prange(n_out):
-        ob = j * oplane
-        for q in range(oplane):
-            out[ob + q] = 0.0
-        for s in range(rowptr[j], rowptr[j + 1]):
-            a = wabs[s]
-            if a <= 0:
-                continue
-            wt = np.float64(a)
-            if power == 2:
-                wt = wt * wt
-            c = code[s]
-            k = c & kmask
-            base = (c >> kbits) * plane + table[k, 0]
-            x0, x1 = table[k, 3], table[k, 4]
-            for y in range(table[k, 1], table[k, 2]):
-                ib = base + y * sy * w_
-                orow = ob + y * wo
-                if sx == 1:  # contiguous: lets LLVM vectorise across x
-                    for x in range(x0, x1):
-                        out[orow + x] += wt * inp[ib + x]
-                else:
-                    for x in range(x0, x1):
-                        out[orow + x] += wt * inp[ib + x * sx]
-
-
-@njit(cache=True, parallel=True)
-def conv_backward(
-    inp: np.ndarray,
-    gout: np.ndarray,
-    rowptr: np.ndarray,
-    code: np.ndarray,
-    wabs: np.ndarray,
-    power: int,
-    score_power: int,
-    absolute: bool,
-    kbits: int,
-    table: np.ndarray,
-    hw: np.ndarray,
-    bounds: np.ndarray,
-    need_gin: bool,
-    gin_buf: np.ndarray,
-    scores: np.ndarray,
-) -> None:
-    """Weight gradients (as scores) of every slot, and the input gradient.
-
-    Flat arrays as in :func:`conv_forward`; ``gout`` is ``dR/d out``.
-    ``scores[s] = g * |w|**score_power`` with ``g = dR/dw`` of slot ``s`` (its
-    absolute value if ``absolute``); ``-1`` for a dead slot. With ``need_gin``,
-    chunk ``c`` (rows ``bounds[c]:bounds[c+1]``) adds its part of ``dR/d inp``
-    into ``gin_buf[c]`` (flat, zeroed here).
-    """
-    h, w_, ho, wo, sy, sx = hw[0], hw[1], hw[2], hw[3], hw[4], hw[5]
-    kmask = (1 << kbits) - 1
-    plane, oplane = h * w_, ho * wo
-    for c in prange(bounds.size - 1):
-        gb = gin_buf[c]
-        if need_gin:
-            gb[:] = 0.0
-        for j in range(bounds[c], bounds[c + 1]):
-            ob = j * oplane
-            for s in range(rowptr[j], rowptr[j + 1]):
-                a = wabs[s]
-                if a < 0:
-                    scores[s] = -1.0
-                    continue
-                af = np.float64(a)
-                wt = af * af if power == 2 else af
-                cd = code[s]
-                k = cd & kmask
-                base = (cd >> kbits) * plane + table[k, 0]
-                x0, x1 = table[k, 3], table[k, 4]
-                acc = 0.0
-                if need_gin and wt != 0.0:
-                    for y in range(table[k, 1], table[k, 2]):
-                        ib = base + y * sy * w_
-                        orow = ob + y * wo
-                        for x in range(x0, x1):
-                            g = gout[orow + x]
-                            acc += g * inp[ib + x * sx]
-                            gb[ib + x * sx] += wt * g
-                else:
-                    for y in range(table[k, 1], table[k, 2]):
-                        ib = base + y * sy * w_
-                        orow = ob + y * wo
-                        for x in range(x0, x1):
-                            acc += gout[orow + x] * inp[ib + x * sx]
-                if absolute:
-                    acc = abs(acc)
-                if score_power == 1:
-                    acc *= af
-                elif score_power == 2:
-                    acc *= af * af
-                scores[s] = acc
+__all__ = [
+    "alive_elements",
+    "channel_maps",
+    "compact_slots",
+    "fill_weight",
+    "gather_scores",
+    "kill_slots",
+    "kth_largest_nonneg",
+]
 
 
 @njit(cache=True)
-def row_bounds(rowptr: np.ndarray, n_chunks: int) -> np.ndarray:
-    """Row boundaries of ``n_chunks`` runs of rows with about equal element counts."""
-    n_rows = rowptr.size - 1
-    total = rowptr[n_rows]
-    out = np.empty(n_chunks + 1, dtype=np.int64)
-    out[0] = 0
-    r = 0
-    for c in range(1, n_chunks):
-        goal = (total * c) // n_chunks
-        while r < n_rows and rowptr[r + 1] <= goal:
-            r += 1
-        out[c] = max(out[c - 1], r)
-    out[n_chunks] = n_rows
-    return out
-
-
-@njit(cache=True)
-def kill_below(scores: np.ndarray, v: float, wabs: np.ndarray) -> int:
-    """Mark dead (``wabs = -1``) every alive slot scoring below ``v``; return how many."""
+def alive_elements(
+    present: np.ndarray, values: np.ndarray, n_in: int, n_k: int, p: int, q: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The present elements of a flat ``(n_out, n_in, n_k)`` weight in torch order:
+    ``(j, i, k, |w|**p, |w|**q)`` (powers in float64, exact for float32 ``w``)."""
     n = 0
-    for s in range(scores.size):
-        if scores[s] < v and wabs[s] >= 0:
-            wabs[s] = -1
+    for e in range(present.size):
+        if present[e]:
+            n += 1
+    j = np.empty(n, dtype=np.int32)
+    i = np.empty(n, dtype=np.int32)
+    k = np.empty(n, dtype=np.int32)
+    base = np.empty(n, dtype=np.float64)
+    sec = np.empty(n, dtype=np.float64)
+    s = 0
+    row = n_in * n_k
+    for e in range(present.size):
+        if present[e]:
+            a = abs(np.float64(values[e]))
+            j[s] = e // row
+            i[s] = (e % row) // n_k
+            k[s] = e % n_k
+            base[s] = a * a if p == 2 else a
+            sec[s] = a * a if q == 2 else (a if q == 1 else 1.0)
+            s += 1
+    return j, i, k, base, sec
+
+
+@njit(cache=True)
+def compact_slots(
+    j: np.ndarray, i: np.ndarray, k: np.ndarray, base: np.ndarray, sec: np.ndarray
+) -> int:
+    """Move the alive slots (``base >= 0``) to the front of every array, in order;
+    return how many."""
+    n = 0
+    for s in range(base.size):
+        if base[s] >= 0:
+            j[n], i[n], k[n], base[n], sec[n] = j[s], i[s], k[s], base[s], sec[s]
             n += 1
     return n
+
+
+@njit(cache=True)
+def kill_slots(keep: np.ndarray, base: np.ndarray, cidx: np.ndarray, w: np.ndarray) -> int:
+    """Mark dead (``base = -1``) every alive slot not in ``keep`` and zero its entry
+    ``w[cidx[s]]`` of the compacted weight; return how many."""
+    n = 0
+    for s in range(base.size):
+        if base[s] >= 0 and not keep[s]:
+            base[s] = -1.0
+            w[cidx[s]] = 0.0
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def channel_maps(
+    j: np.ndarray, i: np.ndarray, n_out: int, n_in: int
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Compacted index of every output and input channel (``-1``: no alive element)
+    and the compacted channel counts."""
+    omap = np.full(n_out, -1, dtype=np.int64)
+    imap = np.full(n_in, -1, dtype=np.int64)
+    for s in range(j.size):
+        omap[j[s]] = 0
+        imap[i[s]] = 0
+    n_o = 0
+    for c in range(n_out):
+        if omap[c] == 0:
+            omap[c] = n_o
+            n_o += 1
+    n_i = 0
+    for c in range(n_in):
+        if imap[c] == 0:
+            imap[c] = n_i
+            n_i += 1
+    return omap, imap, n_o, n_i
+
+
+@njit(cache=True)
+def fill_weight(
+    j: np.ndarray,
+    i: np.ndarray,
+    k: np.ndarray,
+    base: np.ndarray,
+    omap: np.ndarray,
+    imap: np.ndarray,
+    n_in_c: int,
+    n_k: int,
+    w: np.ndarray,
+    cidx: np.ndarray,
+) -> None:
+    """``w[cidx[s]] = base[s]`` with ``cidx`` the flat index in the compacted
+    ``(n_out_c, n_in_c, n_k)`` weight (``w`` zeroed by the caller)."""
+    for s in range(j.size):
+        c = (omap[j[s]] * n_in_c + imap[i[s]]) * n_k + k[s]
+        cidx[s] = c
+        w[c] = base[s]
+
+
+@njit(cache=True)
+def gather_scores(
+    g: np.ndarray,
+    cidx: np.ndarray,
+    base: np.ndarray,
+    sec: np.ndarray,
+    absolute: bool,
+    use_sec: bool,
+    out: np.ndarray,
+) -> None:
+    """``out[s] = g[cidx[s]]`` (``abs`` if ``absolute``), times ``sec[s]`` if ``use_sec``;
+    ``-1`` for a dead slot (``base < 0``)."""
+    for s in range(cidx.size):
+        if base[s] < 0:
+            out[s] = -1.0
+            continue
+        v = g[cidx[s]]
+        if absolute:
+            v = abs(v)
+        if use_sec:
+            v *= sec[s]
+        out[s] = v
+
+
+_CAND = 4096  # collect the candidates once the bin holding the answer is this small
+
+
+@njit(cache=True)
+def kth_largest_nonneg(scores: np.ndarray, k: int) -> float:
+    """The ``k``-th largest of the non-negative entries of ``scores`` (negative
+    entries, the dead slots, are ignored; ``1 <= k <=`` their count, no NaN).
+
+    Radix selection on the float64 bit patterns, which order like the values for
+    non-negative numbers (``-0.0`` counts as negative): a 16-bit histogram per level narrows the answer to one
+    bin; once the bin is small its entries are collected and sorted. Exact and
+    deterministic, two or three passes over ``scores`` in practice.
+    """
+    keys = scores.view(np.int64)
+    hist = np.zeros(1 << 16, dtype=np.int64)
+    prefix = 0  # bits of the answer found so far, above ``shift + 16``
+    need = k  # rank of the answer within the entries that match ``prefix``
+    for level in range(4):
+        shift = 48 - 16 * level
+        hist[:] = 0
+        for x in keys:
+            if x >= 0 and (level == 0 or (x >> (shift + 16)) == prefix):
+                hist[(x >> shift) & 0xFFFF] += 1
+        b = (1 << 16) - 1
+        while hist[b] < need:
+            need -= hist[b]
+            b -= 1
+        prefix = (prefix << 16) | b
+        if level == 3:  # all 64 bits known
+            return np.array([prefix], dtype=np.int64).view(np.float64)[0]
+        if hist[b] <= _CAND:
+            cand = np.empty(hist[b], dtype=np.float64)
+            n = 0
+            for e in range(keys.size):
+                x = keys[e]
+                if x >= 0 and (x >> shift) == prefix:
+                    cand[n] = scores[e]
+                    n += 1
+            cand.sort()
+            return cand[cand.size - need]
+    return 0.0  # not reached
