@@ -179,6 +179,7 @@ def claim_line(
     what: str = "test accuracy",
     scale: float = 100.0,
     unit: str = " points",
+    digits: int = 1,
 ) -> str:
     """One sentence: does ``a`` beat ``b`` by more than the seed spread?
 
@@ -205,11 +206,12 @@ def claim_line(
         verdict = "**contradicted**"
     else:
         verdict = "**not resolved** (within the seed spread)"
+    k = digits
     return (
-        f"{claim}: {a} {ma * scale:.1f} ± {sa * scale:.1f} vs {b} {mb * scale:.1f} ± "
-        f"{sb * scale:.1f} {what}: {a} {'better' if better else 'worse'} by "
-        f"{abs(diff) * scale:.1f}{unit}, {'beyond' if beyond else 'within'} the seed spread "
-        f"({spread * scale:.1f}): {verdict}."
+        f"{claim}: {a} {ma * scale:.{k}f} ± {sa * scale:.{k}f} vs {b} {mb * scale:.{k}f} ± "
+        f"{sb * scale:.{k}f} {what}: {a} {'better' if better else 'worse'} by "
+        f"{abs(diff) * scale:.{k}f}{unit}, {'beyond' if beyond else 'within'} the seed spread "
+        f"({spread * scale:.{k}f}): {verdict}."
     )
 
 
@@ -281,6 +283,7 @@ def _pivot(
     methods: Sequence[str],
     *,
     scale: float = 100.0,
+    digits: int = 1,
     **where: Any,
 ) -> str:
     """A markdown table: one row per method, one column per density, mean ± std."""
@@ -290,7 +293,9 @@ def _pivot(
         cells = []
         for d in densities:
             dd = 1.0 if m == DENSE else d
-            cells.append(fmt_ms(_values(rows, metric, method=m, density=dd, **where), scale))
+            cells.append(
+                fmt_ms(_values(rows, metric, method=m, density=dd, **where), scale, digits)
+            )
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
