@@ -270,10 +270,14 @@ def _report(results: Results, folder: Path, profile: str) -> list[Path]:
             f"Density after every update minus the start mask's density, largest over all "
             f"dynamic runs: {drift:.3g} (the number of kept weights per layer is constant)."
         )
-    falls = [r for r in log if r["fallback"]]
+    phew_rows = [r for r in log if r["variant"].startswith("phew") and r["step"]]
+    falls = [r for r in phew_rows if r["fallback"]]
+    grown = sum(int(r["dropped"] or 0) for r in phew_rows)
+    fell = sum(int(r["fallback"] or 0) for r in phew_rows)
     lines.append(
-        f"PHEW-regrowth updates that fell back to random growth: {len(falls)} of "
-        f"{sum(1 for r in log if r['variant'].startswith('phew') and r['step'])}."
+        f"PHEW regrowth: {len(falls)} of {len(phew_rows)} updates reached the walk limit and "
+        f"grew part of a quota at random; {fell} of {grown} grown weights "
+        f"({100 * fell / max(1, grown):.2f}%) came from that fallback (per run: log.csv)."
     )
     written.append(_write_text(folder / "report.md", "\n".join(lines) + "\n"))
     return written
