@@ -36,7 +36,7 @@ def _fmnist_or_skip() -> None:
 def test_list_names_every_experiment(capsys):
     assert main(["experiment", "--list"]) == 0
     out = capsys.readouterr().out
-    for name in ("learn-fast", "generalize", "sanity", "throughput"):
+    for name in ("learn-fast", "generalize", "sanity", "throughput", "dst"):
         assert name in out and name in experiments()
 
 
@@ -58,7 +58,7 @@ def test_quick_runs_every_experiment_and_resumes(tmp_path, capsys):
     finally:
         torch.set_num_threads(n)
     out = capsys.readouterr().out
-    for name in ("learn-fast", "generalize", "sanity", "throughput"):
+    for name in ("learn-fast", "generalize", "sanity", "throughput", "dst"):
         assert f"{name}: wrote" in out
         assert (tmp_path / name / "report.md").is_file()
     rows = _csv(tmp_path / "learn-fast" / "steps.csv")
@@ -72,6 +72,19 @@ def test_quick_runs_every_experiment_and_resumes(tmp_path, capsys):
     assert len(results) == 6 and all(r["finished"] == "True" for r in results)
     assert "generalizes well at 10%" in (tmp_path / "generalize" / "report.md").read_text()
     assert (tmp_path / "learn-fast" / "loss_first_epoch.png").stat().st_size > 1000
+    # dynamic sparse training through the sweep runner: every rule ran, density exact
+    dst = _csv(tmp_path / "dst" / "results.csv")
+    assert {r["variant"] for r in dst} == {
+        "static",
+        "set",
+        "rigl",
+        "phew-regrow",
+        "phew-dead-units",
+    } and all(r["finished"] == "True" for r in dst)
+    assert all(int(r["updates"]) > 0 for r in dst if r["variant"] != "static")
+    log = _csv(tmp_path / "dst" / "log.csv")
+    start = {(r["start"], r["variant"]): r["density_now"] for r in log if r["step"] == "0"}
+    assert all(r["density_now"] == start[(r["start"], r["variant"])] for r in log)
     # a second run finds every trial finished
     assert main(["experiment", "generalize", "--quick", "--out", str(tmp_path)]) == 0
     assert "6 finished before, 0 to run" in capsys.readouterr().out
