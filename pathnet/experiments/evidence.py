@@ -93,8 +93,35 @@ def _sanity_trials(profile: str) -> list[Trial]:
     return _cells(METHODS[1:], (SANITY_DENSITY,), SEEDS, fixed, checks)
 
 
-def _report_learn_fast(results: Results, folder: Path, profile: str) -> list[Path]:
+def _figures(results: Results, rows: Sequence[Mapping[str, Any]], folder: Path) -> list[Path]:
+    """First-epoch loss curves and test accuracy against density (dense in the caption)."""
     from pathnet import figures
+
+    t0 = results[0][0]
+    what = f"{t0.model} on {t0.dataset}, {t0.train.epochs} epoch(s) on {rows[0]['n_train']} images"
+    written = []
+    steps = [
+        {"method": t.method, "density": t.density, "seed": t.seed, **s}
+        for t, d in results if d for s in d.get("steps") or [] if s["epoch"] == 1
+    ]  # fmt: skip
+    if steps:
+        fig = figures.loss_curves(
+            steps, title=f"{t0.model}, first epoch",
+            caption=f"{what}; training loss per window of {t0.log_every} steps of batch "
+                    f"{t0.train.batch_size}.",
+        )  # fmt: skip
+        written.append(figures.save_figure(fig, folder / "loss_first_epoch.png"))
+    done = [r for r in rows if r["finished"] and r["method"] != DENSE]
+    if done:
+        fig = figures.accuracy_vs_density(
+            done, title="test accuracy",
+            caption=f"{what}; dense: {fmt_ms(_values(rows, 'test_acc', method=DENSE))}%.",
+        )  # fmt: skip
+        written.append(figures.save_figure(fig, folder / "accuracy_vs_density.png"))
+    return written
+
+
+def _report_learn_fast(results: Results, folder: Path, profile: str) -> list[Path]:
 
     rows = [_row(t, d) for t, d in results]
     steps = [
@@ -115,23 +142,7 @@ def _report_learn_fast(results: Results, folder: Path, profile: str) -> list[Pat
     ]
     t0 = results[0][0]
     model = t0.model
-    first = [s for s in steps if s["epoch"] == 1]
-    if first:
-        fig = figures.loss_curves(
-            first, title=f"{model}, first epoch",
-            caption=f"{model} on {t0.dataset}; training loss per window of "
-                    f"{t0.log_every} steps of batch {t0.train.batch_size}.",
-        )  # fmt: skip
-        written.append(figures.save_figure(fig, folder / "loss_first_epoch.png"))
-    done = [r for r in rows if r["finished"] and r["method"] != DENSE]
-    if done:
-        fig = figures.accuracy_vs_density(
-            [{**r, "model": model} for r in done], title="test accuracy",
-            caption=f"{model} on {t0.dataset} after {t0.train.epochs} epoch(s) "
-                    f"of {rows[0]['n_train']} images; dense: "
-                    f"{fmt_ms(_values(rows, 'test_acc', method=DENSE))}%.",
-        )  # fmt: skip
-        written.append(figures.save_figure(fig, folder / "accuracy_vs_density.png"))
+    written += _figures(results, rows, folder)
     lines = [
         f"# learn-fast: {model} on {t0.dataset} ({profile} profile)",
         "",
@@ -186,7 +197,6 @@ def _accuracy_claims(
 
 
 def _report_generalize(results: Results, folder: Path, profile: str) -> list[Path]:
-    from pathnet import figures
 
     rows = [_row(t, d) for t, d in results]
     densities = sorted({t.density for t, _ in results if t.method != DENSE}, reverse=True)
@@ -196,23 +206,7 @@ def _report_generalize(results: Results, folder: Path, profile: str) -> list[Pat
         _write_rows(rows, folder / "results.csv"),
         _write_rows(_summary(rows, ("method", "density"), ("test_acc",)), folder / "summary.csv"),
     ]
-    done = [r for r in rows if r["finished"] and r["method"] != DENSE]
-    if done:
-        fig = figures.accuracy_vs_density(
-            done, title="test accuracy",
-            caption=f"{t0.model} on {t0.dataset}, {t0.train.epochs} epoch(s) on "
-                    f"{rows[0]['n_train']} images; dense: "
-                    f"{fmt_ms(_values(rows, 'test_acc', method=DENSE))}%.",
-        )  # fmt: skip
-        written.append(figures.save_figure(fig, folder / "accuracy_vs_density.png"))
-    steps = [
-        {"method": t.method, "density": t.density, "seed": t.seed, **s}
-        for t, d in results if d for s in d.get("steps") or [] if s["epoch"] == 1
-    ]  # fmt: skip
-    if steps:
-        fig = figures.loss_curves(steps, title=f"{t0.model}, first epoch",
-                                  caption=f"{t0.model} on {t0.dataset}.")  # fmt: skip
-        written.append(figures.save_figure(fig, folder / "loss_first_epoch.png"))
+    written += _figures(results, rows, folder)
     lines = [
         f"# generalize: {t0.model} on {t0.dataset} ({profile} profile)",
         "",
