@@ -732,3 +732,23 @@ def test_phew_trace_exceeds_random_paths_resnet20():
 @pytest.mark.parametrize("name", ["vgg16", "resnet20"])
 def test_phew_trace_exceeds_random_paths(name, density, seed):
     _phew_beats_random_paths(name, density, seed)
+
+
+def test_network_trace_of_a_mask_without_paths_is_zero():
+    """Regression: a mask that cuts every input -> output path (global magnitude on the
+    authors' VGG removes the whole classifier) has trace 0, not an autograd error."""
+    import pathnet
+    from pathnet import analysis
+
+    model = pathnet.models.mlp([6, 5, 3], seed=0)
+    keep = {n: torch.ones_like(p, dtype=torch.bool)
+            for n, p in pathnet.prunable_parameters(model).items()}  # fmt: skip
+    keep[list(keep)[-1]][:] = False
+    mask = pathnet.Mask(keep)
+    assert analysis.path_kernel_trace(model, mask) == 0.0
+    assert analysis.path_kernel_trace(model, mask, log10=True) == float("-inf")
+    assert analysis.path_count(model, mask, exact=True) == 0
+    conv = pathnet.models.vgg11(seed=0)
+    nothing = pathnet.select("magnitude", conv, 0.02)
+    assert analysis.path_count(conv, nothing, exact=True) == 0
+    assert analysis.path_kernel_trace(conv, nothing, log10=True) == float("-inf")

@@ -166,7 +166,10 @@ def _hold(module: nn.Module, tensor_name: str, keep: torch.Tensor, mode: MaskMod
 
         prune.custom_from_mask(module, tensor_name, keep_t)
     else:
-        grad_hook = param.register_hook(lambda g, k=keep_t: g * k.to(g.dtype))
+        keep_f = keep_t.to(param.dtype)  # converted once, not at every backward pass
+        grad_hook = param.register_hook(
+            lambda g, k=keep_f: g * (k if k.dtype == g.dtype else k.to(g.dtype))
+        )
         load_hook = module.register_load_state_dict_post_hook(
             lambda mod, _: _rezero(mod, tensor_name)
         )

@@ -323,7 +323,9 @@ class Linearised:
         for layer in self.layers:
             layer.weight.grad = None
         with _one_thread():
-            self.net(self.x).sum().backward()
+            out = self.net(self.x).sum()
+            if out.requires_grad:  # else no alive weight reaches the output: all grads zero
+                out.backward()
         for layer in self.layers:
             g = layer.weight.grad
             if g is None or layer.n_alive == 0:  # no gradient reaches it: autograd's is None
