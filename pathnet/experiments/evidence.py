@@ -302,11 +302,11 @@ def _run_throughput(folder: Path, profile: str, log: Callable[[str], None]) -> l
 
     quick = profile == "quick"
     cases: list[tuple[str, Mapping[str, Any], int, int]] = [
-        ("lenet5", {}, 0, 256 if quick else 10_000)
+        ("lenet5", {}, 0, 256 if quick else 30_000)
     ]
     if not quick:
         cases.append(("resnet20", RESNET20_FMNIST["model_options"], 2, 1024))
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 5
     train, _ = splits("fashion-mnist", None, False)
     rows: list[dict[str, Any]] = []
     for name, options, pad, n in cases:
@@ -402,7 +402,7 @@ register(Experiment(
     trials=_no_trials,
     report=_no_report,
     run=_run_throughput,
-    budget={"default": "3 alternated repeats of one epoch: LeNet5 on 10,000 images, ResNet20 "
+    budget={"default": "5 alternated repeats of one epoch: LeNet5 on 30,000 images, ResNet20 "
                        "on 1,024", "quick": "LeNet5 on 256 images, once",
             "paper": "as default"},
 ))  # fmt: skip
