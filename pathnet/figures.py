@@ -148,6 +148,18 @@ def _band(values: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndar
     return agg(np.nanmean), agg(np.nanmin), agg(np.nanmax)
 
 
+def _series(
+    rows: Sequence[Mapping[str, Any]], method: str, x_key: str, metric: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``method``'s ``metric`` against ``x_key``: sorted x, and mean, min, max over seeds."""
+    by_x: dict[float, list[float]] = defaultdict(list)
+    for r in rows:
+        if r["method"] == method:
+            by_x[_num(r[x_key])].append(_num(r[metric]))
+    x = np.array(sorted(by_x))
+    return (x, *_band([np.array(by_x[v]) for v in x]))
+
+
 def _caption(rows: Sequence[Mapping[str, Any]], *parts: str) -> str:
     """The figure's caption: what lines and bands mean (when there are several seeds)."""
     several = len({str(r.get("seed", "")) for r in rows}) > 1
@@ -220,12 +232,7 @@ def metric_vs_density(
     for ax, model in zip(axes, models):
         sub = [r for r in rows if r["model"] == model]
         for method in _methods_in(sub, methods):
-            by_d: dict[float, list[float]] = defaultdict(list)
-            for r in sub:
-                if r["method"] == method:
-                    by_d[_num(r["density"])].append(_num(r[metric]))
-            d = np.array(sorted(by_d))
-            mean, lo, hi = _band([np.array(by_d[x]) for x in d])
+            d, mean, lo, hi = _series(sub, method, "density", metric)
             kw = _draw_kwargs(method)
             ax.plot(100 * d, mean, **kw)
             ax.fill_between(100 * d, lo, hi, color=kw["color"], alpha=0.2, lw=0, zorder=2)
@@ -440,12 +447,7 @@ def loss_curves(
     for ax, d in zip(axes, densities):
         sub = [r for r in rows if r["method"] == "dense" or _num(r["density"]) == d]
         for method in _methods_in(sub, methods):
-            by_x: dict[float, list[float]] = defaultdict(list)
-            for r in sub:
-                if r["method"] == method:
-                    by_x[_num(r["samples"])].append(_num(r[metric]))
-            x = np.array(sorted(by_x))
-            mean, lo, hi = _band([np.array(by_x[v]) for v in x])
+            x, mean, lo, hi = _series(sub, method, "samples", metric)
             kw = {**_draw_kwargs(method), "ms": 0}
             if method == "dense":
                 kw.update(ls="--")

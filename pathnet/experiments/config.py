@@ -69,7 +69,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -338,8 +338,6 @@ class Trial:
 
     def base(self) -> Trial:
         """The same trial without its sanity check (whose mask a shuffle starts from)."""
-        from dataclasses import replace
-
         return replace(self, sanity="none")
 
     @property

@@ -22,12 +22,13 @@ from pathnet.experiments.named import (
     Results,
     _machine,
     _seeds_note,
+    _summary,
     _train_settings,
+    _values,
     _write_rows,
     _write_text,
     claim_line,
     fmt_ms,
-    mean_std,
     register,
 )
 
@@ -162,14 +163,6 @@ def _density_drift(log: Sequence[Mapping[str, Any]]) -> float | None:
     return worst
 
 
-def _vals(rows: Sequence[Mapping[str, Any]], **where: Any) -> list[float]:
-    return [
-        float(r["test_acc"])
-        for r in rows
-        if r["finished"] and r["test_acc"] is not None and all(r[k] == v for k, v in where.items())
-    ]
-
-
 def _evolution_figure(log: Sequence[Mapping[str, Any]], model: str, density: float) -> Any:
     import numpy as np
     from matplotlib.figure import Figure
@@ -210,16 +203,7 @@ def _report(results: Results, folder: Path, profile: str) -> list[Path]:
     rows = _rows(results)
     log = _log_rows(results)
     written = [_write_rows(rows, folder / "results.csv"), _write_rows(log, folder / "log.csv")]
-    summary = []
-    for model in dict.fromkeys(r["model"] for r in rows):
-        for start in STARTS:
-            for variant in VARIANTS:
-                for d in sorted({r["density"] for r in rows}, reverse=True):
-                    m, s, n = mean_std(_vals(rows, model=model, start=start, variant=variant,
-                                             density=d))  # fmt: skip
-                    summary.append({"model": model, "start": start, "variant": variant,
-                                    "density": d, "test_acc_mean": m, "test_acc_std": s,
-                                    "n": n})  # fmt: skip
+    summary = _summary(rows, ("model", "start", "variant", "density"), ("test_acc",))
     written.append(_write_rows(summary, folder / "summary.csv"))
     densities = sorted({r["density"] for r in rows}, reverse=True)
     models = list(dict.fromkeys(r["model"] for r in rows))
@@ -249,19 +233,19 @@ def _report(results: Results, folder: Path, profile: str) -> list[Path]:
     for model in models:
         for d in densities:
             for start in STARTS:
-                cells = [fmt_ms(_vals(rows, model=model, start=start, variant=v, density=d))
-                         for v in VARIANTS]  # fmt: skip
+                cell = {"model": model, "start": start, "density": d}
+                cells = [fmt_ms(_values(rows, "test_acc", variant=v, **cell)) for v in VARIANTS]
                 lines.append(f"| {model} | {100 * d:g}% | {start} | " + " | ".join(cells) + " |")
     lines += ["", "## Does path-guided regrowth help?", ""]
     for model in models:
         for d in densities:
             for start in STARTS:
+                cell = {"model": model, "start": start, "density": d}
                 for other in ("static", "set", "rigl"):
                     lines.append("- " + claim_line(
                         f"{model} {100 * d:g}% from {start}: PHEW regrowth vs {other}",
-                        "phew-regrow",
-                        _vals(rows, model=model, start=start, variant="phew-regrow", density=d),
-                        other, _vals(rows, model=model, start=start, variant=other, density=d),
+                        "phew-regrow", _values(rows, "test_acc", variant="phew-regrow", **cell),
+                        other, _values(rows, "test_acc", variant=other, **cell),
                     ))  # fmt: skip
     lines.append("")
     drift = _density_drift(log)

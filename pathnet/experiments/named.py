@@ -254,12 +254,8 @@ def _summary(
     rows: Sequence[Mapping[str, Any]], keys: Sequence[str], metrics: Sequence[str]
 ) -> list[dict[str, Any]]:
     """mean/std/n of ``metrics`` per group of ``keys`` (finished trials only)."""
-    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
-    for r in rows:
-        if r["finished"]:
-            groups.setdefault(tuple(r[k] for k in keys), []).append(r)
     out = []
-    for key, members in groups.items():
+    for key, members in _group([r for r in rows if r["finished"]], keys).items():
         row: dict[str, Any] = dict(zip(keys, key, strict=True))
         for m in metrics:
             mean, sd, n = mean_std([r[m] for r in members if r[m] is not None])

@@ -207,11 +207,9 @@ def compute_trial(task: GridTrial, folder: Path, root: Path, options: RunOptions
 
 def _dst_doc(result: Any) -> dict[str, Any]:
     """A dynamic sparse run's log and final density (nothing for a static mask)."""
-    log = getattr(result, "dst_log", None)
-    if not log:
+    if not result.dst_log:
         return {}
-    final = getattr(result, "mask", None)
-    return {"dst_log": log, "final_density": final.density if final is not None else None}
+    return {"dst_log": result.dst_log, "final_density": result.mask.density}
 
 
 def _grid_trial(trial: Trial) -> GridTrial:
