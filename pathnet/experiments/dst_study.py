@@ -34,13 +34,13 @@ from pathnet.experiments.named import (
 
 __all__ = ["VARIANTS"]
 
-#: ``name -> (starting mask, DST options or None)``: the variants, in table order.
-VARIANTS: dict[str, tuple[str, dict[str, Any] | None]] = {
-    "static": ("", None),
-    "set": ("", {"rule": "set"}),
-    "rigl": ("", {"rule": "rigl"}),
-    "phew-regrow": ("", {"rule": "phew"}),
-    "phew-dead-units": ("", {"rule": "phew", "regrow": "dead_units"}),
+#: ``name -> DST options (None: a static mask)``: the variants, in table order.
+VARIANTS: dict[str, dict[str, Any] | None] = {
+    "static": None,
+    "set": {"rule": "set", "regrow": "any"},
+    "rigl": {"rule": "rigl", "regrow": "any"},
+    "phew-regrow": {"rule": "phew", "regrow": "any"},
+    "phew-dead-units": {"rule": "phew", "regrow": "dead_units"},
 }
 STARTS = ("phew", "random")
 DENSITIES = (0.05, 0.02)
@@ -50,17 +50,15 @@ _DEFAULT = {
     "lenet5": {"epochs": 3, "log_every": 25},
 }
 _QUICK = {"epochs": 1, "train_subset": 500, "test_subset": 200, "batch_size": 64, "log_every": 2}
-_DST_DEFAULT = {"every": 100, "fraction": 0.3, "schedule": "cosine", "stop": 0.75}
-_DST_QUICK = {"every": 2, "fraction": 0.3, "schedule": "cosine", "stop": 0.75}
+_DST = {"every": 100, "fraction": 0.3, "schedule": "cosine", "stop": 0.75}
+_EVERY = {"default": 100, "quick": 2, "paper": 1000}  # optimizer steps between updates
 
 
 def _variant(t: Trial) -> str:
     if t.dst is None:
         return "static"
-    for name, (_, opts) in VARIANTS.items():
+    for name, opts in VARIANTS.items():
         if opts is not None and all(t.dst.get(k) == v for k, v in opts.items()):
-            if name == "phew-regrow" and t.dst.get("regrow") == "dead_units":
-                continue
             return name
     return "dst"
 
@@ -73,12 +71,10 @@ def _trials(profile: str) -> list[Trial]:
     out = []
     for model in models:
         fixed = _train_settings(profile, _DEFAULT[model], _QUICK, paper_log_every=100)
-        extra = dict(_DST_QUICK if quick else _DST_DEFAULT)
-        if profile == "paper":
-            extra["every"] = 1000
+        extra = {**_DST, "every": _EVERY[profile]}
         for seed in seeds:
             for start in STARTS:
-                for _name, (_, opts) in VARIANTS.items():
+                for opts in VARIANTS.values():
                     for d in densities:
                         dst = None if opts is None else {**extra, **opts, "seed": seed}
                         out.append(
