@@ -222,14 +222,7 @@ def drop_smallest(w_abs: np.ndarray, keep: np.ndarray, k: int) -> np.ndarray:
     >>> drop_smallest(np.array([0.3, 0.1, 0.1, 0.0]), np.array([1, 1, 1, 0], bool), 2)
     array([False,  True,  True, False])
     """
-    flat_keep = keep.ravel()
-    idx = np.flatnonzero(flat_keep)
-    if not 0 <= k <= idx.size:
-        raise ValueError(f"{_PREFIX}: cannot drop {k} of {idx.size} kept weights")
-    order = np.argsort(w_abs.ravel()[idx], kind="stable")
-    out = np.zeros(flat_keep.shape, dtype=bool)
-    out[idx[order[:k]]] = True
-    return out.reshape(keep.shape)
+    return _first_k(w_abs, keep, k, "drop", "kept weights")
 
 
 def grow_rigl(score: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
@@ -238,17 +231,22 @@ def grow_rigl(score: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
     >>> grow_rigl(np.array([0.5, 2.0, 2.0, 9.0]), np.array([1, 1, 1, 0], bool), 2)
     array([False,  True,  True, False])
     """
-    flat = candidates.ravel()
+    eligible = candidates.ravel().astype(bool)
+    if 0 <= k <= np.count_nonzero(eligible) and np.isnan(score.ravel()[eligible]).any():
+        raise ValueError(f"{_PREFIX}: the dense gradient holds NaN; did training diverge?")
+    return _first_k(-score, candidates, k, "grow", "candidates")
+
+
+def _first_k(key: np.ndarray, eligible: np.ndarray, k: int, verb: str, what: str) -> np.ndarray:
+    """Bool array: the ``k`` eligible entries with the smallest ``key`` (ties: lower index)."""
+    flat = eligible.ravel()
     idx = np.flatnonzero(flat)
     if not 0 <= k <= idx.size:
-        raise ValueError(f"{_PREFIX}: cannot grow {k} of {idx.size} candidates")
-    s = score.ravel()[idx]
-    if np.isnan(s).any():
-        raise ValueError(f"{_PREFIX}: the dense gradient holds NaN; did training diverge?")
-    order = np.argsort(-s, kind="stable")
+        raise ValueError(f"{_PREFIX}: cannot {verb} {k} of {idx.size} {what}")
+    order = np.argsort(key.ravel()[idx], kind="stable")
     out = np.zeros(flat.shape, dtype=bool)
     out[idx[order[:k]]] = True
-    return out.reshape(candidates.shape)
+    return out.reshape(eligible.shape)
 
 
 def grow_set(candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
