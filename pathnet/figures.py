@@ -444,10 +444,15 @@ def loss_curves(
     densities = densities or [1.0]
     fig = Figure(figsize=(4.6 * len(densities), 4.2), layout="constrained")
     axes = fig.subplots(1, len(densities), squeeze=False, sharey=True)[0]
+    firsts, highest, lowest = [], -math.inf, math.inf
     for ax, d in zip(axes, densities):
         sub = [r for r in rows if r["method"] == "dense" or _num(r["density"]) == d]
         for method in _methods_in(sub, methods):
             x, mean, lo, hi = _series(sub, method, "samples", metric)
+            if x.size:
+                firsts.append(mean[0])
+                highest = max(highest, float(np.nanmax(mean)))
+                lowest = min(lowest, float(np.nanmin(lo)))
             kw = {**_draw_kwargs(method), "ms": 0}
             if method == "dense":
                 kw.update(ls="--")
@@ -458,6 +463,12 @@ def loss_curves(
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=_TICK_FONT + 1)
     axes[0].set_ylabel(ylabel)
+    # A diverging run (loss in the tens) would flatten every other curve: cut the axis at
+    # 2.5x the median first value and say so.
+    cap = 2.5 * float(np.nanmedian(firsts)) if firsts else math.inf
+    if highest > cap:
+        axes[0].set_ylim(min(0.0, lowest), cap)
+        caption = f"{caption} y axis cut at {cap:.2g}: a line leaving the top diverged.".strip()
     _legend(fig, axes, _caption(rows, caption), ncol=5)
     return _finish(fig, path)
 
