@@ -396,3 +396,22 @@ def test_shared_bias_is_kept_where_any_unit_lives():
     assert torch.equal(bias["a.bias"], bias["b.bias"])
     pathnet.apply_mask(model, Mask(d), mode="hard")
     assert model.a.bias[:3].tolist() == [0.0, 0.0, model.b.bias[2].item()] != [0.0, 0.0, 0.0]
+
+
+def test_hard_mask_holds_pruned_weights_at_zero_through_nan_and_inf():
+    """Regression (found by test_hostile_train's mutated checkpoints): a product with the
+    mask turned NaN/inf pruned entries into NaN; the hard mask fills them with 0."""
+    import pathnet
+
+    model = pathnet.models.mlp([4, 3, 2], seed=0)
+    keep = {n: torch.rand(p.shape, generator=torch.Generator().manual_seed(0)) < 0.5
+            for n, p in pathnet.prunable_parameters(model).items()}  # fmt: skip
+    with torch.no_grad():
+        model[1].weight[~keep["1.weight"]] = float("nan")  # pruned entries already NaN
+    pathnet.apply_mask(model, keep, mode="hard")
+    assert torch.all(model[1].weight[~keep["1.weight"]] == 0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    (model(torch.full((2, 4), float("inf"))).sum()).backward()  # inf/NaN gradients
+    opt.step()
+    for name, p in pathnet.prunable_parameters(model).items():
+        assert torch.all(p[~keep[name]] == 0), name

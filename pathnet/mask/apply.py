@@ -155,8 +155,8 @@ def _hold(module: nn.Module, tensor_name: str, keep: torch.Tensor, mode: MaskMod
     param = getattr(module, tensor_name)
     # a copy: the model must never write into the caller's Mask (load_state_dict, in-place ops)
     keep_t = keep.to(param.device, copy=True)
-    with torch.no_grad():
-        param.mul_(keep_t.to(param.dtype))
+    with torch.no_grad():  # masked_fill, not a product: a NaN or inf pruned entry becomes 0 too
+        param.masked_fill_(~keep_t, 0)
     if mode == "parametrize":
         from torch.nn.utils import parametrize
 
@@ -166,10 +166,8 @@ def _hold(module: nn.Module, tensor_name: str, keep: torch.Tensor, mode: MaskMod
 
         prune.custom_from_mask(module, tensor_name, keep_t)
     else:
-        keep_f = keep_t.to(param.dtype)  # converted once, not at every backward pass
-        grad_hook = param.register_hook(
-            lambda g, k=keep_f: g * (k if k.dtype == g.dtype else k.to(g.dtype))
-        )
+        drop_t = ~keep_t  # computed once; masked_fill keeps NaN/inf gradients off pruned entries
+        grad_hook = param.register_hook(lambda g, d=drop_t: g.masked_fill(d, 0))
         load_hook = module.register_load_state_dict_post_hook(
             lambda mod, _: _rezero(mod, tensor_name)
         )
@@ -181,7 +179,7 @@ def _rezero(module: nn.Module, tensor_name: str) -> None:
     keep = getattr(module, _HARD[tensor_name])[0]
     param = getattr(module, tensor_name)
     with torch.no_grad():
-        param.mul_(keep.to(param.dtype))
+        param.masked_fill_(~keep, 0)
 
 
 def _strip_mask(module: nn.Module) -> None:

@@ -746,10 +746,10 @@ class DSTRun:
                 p = params[n]
                 grown = keep & ~old[n]
                 live = (keep & ~grown).to(p.device)
-                p.mul_(live.to(p.dtype))
+                p.masked_fill_(~live, 0)  # exactly 0, even where a NaN was
                 buf = state.get(p, {}).get("momentum_buffer")
                 if isinstance(buf, Tensor):
-                    buf.mul_(live.to(buf.dtype))
+                    buf.masked_fill_(~live, 0)
         apply_mask(model, Mask({k: v.clone() for k, v in new.items()}), mode="hard")
         modules = dict(model.named_modules())
         with torch.no_grad():
@@ -758,7 +758,7 @@ class DSTRun:
                 b = getattr(modules[path], attr)
                 buf = state.get(b, {}).get("momentum_buffer")
                 if isinstance(buf, Tensor):
-                    buf.mul_(bkeep.to(buf.device, buf.dtype))
+                    buf.masked_fill_(~bkeep.to(buf.device), 0)
 
     def _row(self, step: int, fraction: float, info: Mapping[str, Any] | None) -> dict[str, Any]:
         from pathnet import analysis
