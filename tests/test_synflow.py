@@ -12,7 +12,6 @@ from torch import nn
 
 import pathnet
 from pathnet import models
-from pathnet._kernels.linconv import kth_largest_nonneg
 from pathnet.graph.propagate import backward_log, forward_log
 from pathnet.models import kaiming_init
 from pathnet.select import select, synflow_graph, target_count
@@ -243,12 +242,17 @@ def same_mask(got, ref: dict) -> bool:
     return set(got) == set(ref) and all(np.array_equal(np.asarray(got[n]), ref[n]) for n in ref)
 
 
+@pytest.mark.parametrize("mode", [None, "sparse"])
 @pytest.mark.parametrize(("method", "variant"), VARIANTS)
 @pytest.mark.parametrize("net", sorted(ZERO_NETS))
-def test_network_backend_equals_plain_autograd_reference(net, method, variant):
-    # zero padding, max/avg pooling, strides, BatchNorm in eval mode, residual additions
-    if net == "resnet20" and variant == "gebhart":
+def test_network_backend_equals_plain_autograd_reference(net, method, variant, mode, monkeypatch):
+    # zero padding, max/avg pooling, strides, BatchNorm in eval mode, residual additions;
+    # layers chosen dense or sparse by cost, or every layer sparse from the start
+    if net == "resnet20" and (variant == "gebhart" or mode == "sparse"):
         pytest.skip("covered by the other variants; keeps the default run short")
+    import pathnet.select.linearised as lin_module
+
+    monkeypatch.setattr(lin_module, "_FORCE_MODE", mode)
     model = ZERO_NETS[net]()
     iterations = 6 if net == "resnet20" else 12
     for density in (0.1, 0.05, 0.02):
@@ -266,37 +270,56 @@ def test_network_backend_equals_plain_autograd_reference_vgg16(density):
     assert same_mask(got, autograd_synflow_mask(model, density, 3, "synflow_l2"))
 
 
+@pytest.mark.parametrize("mode", ["dense", "sparse", None])
 @pytest.mark.parametrize("net", ["zero_bn", "zero_res"])
-def test_network_backend_equals_reference_when_channels_die(net):
-    # at 0.5% whole channels die: the compacted convolutions and the dropped slots
+def test_network_backend_equals_reference_when_channels_die(net, mode, monkeypatch):
+    # at 0.5% whole channels die: the compacted convolutions and the dropped slots;
+    # every layer dense (torch products), every layer sparse (CSR kernels), or chosen
+    import pathnet.select.linearised as lin_module
+
+    monkeypatch.setattr(lin_module, "_FORCE_MODE", mode)
     model = ZERO_NETS[net]()
     dag = pathnet.to_dag(model)
     lin = Linearised(model, dag, 2, 1, absolute=True)
     for k in S.schedule(dag.n_params, dag.n_present, 0.005, 8):
         lin.backward()
         lin.prune_to(k)
-    assert any(layer.weight.shape[:2] != layer.shape[:2] for layer in lin.layers)
+    if mode == "dense":
+        assert any(layer.weight.shape[:2] != layer.shape[:2] for layer in lin.layers)
+    else:
+        assert any(layer.sparse for layer in lin.layers)
     got = select("synflow_l2", model, 0.005, iterations=8)
     assert got == mask_from_global(dag, lin.kept())
     assert same_mask(got, autograd_synflow_mask(model, 0.005, 8, "synflow_l2"))
 
 
-def test_kth_largest_nonneg_equals_sorting(rng):
-    for trial in range(60):
-        n = int(rng.integers(1, 50_000))
-        kind = trial % 4
+def test_prune_to_keeps_the_top_k_by_score_secondary_key_and_index(rng):
+    """The radix selection of Linearised.prune_to against a plain sort on scores with
+    ties, huge ranges, subnormal gaps and bins that need every refinement level."""
+
+    model = pathnet.models.mlp([40, 60, 50, 10], seed=0)
+    for trial in range(40):
+        net = Linearised(model, pathnet.to_dag(model), 2, 1, absolute=True)
+        n = net.n_alive
+        kind = trial % 5
         if kind == 0:
             s = rng.random(n)
-        elif kind == 1:  # many exact ties
+        elif kind == 1:  # many exact ties: the secondary key, then the index decide
             s = rng.integers(0, 5, n).astype(float)
         elif kind == 2:  # many orders of magnitude
             s = np.exp(rng.normal(0, 30, n))
-        else:  # dead slots (-1), ties, subnormal differences
-            s = np.where(rng.random(n) < 0.3, -1.0, rng.integers(0, 3, n) + rng.random(n) * 1e-300)
-        alive = np.sort(s[s >= 0])[::-1]
-        if alive.size:
-            k = int(rng.integers(1, alive.size + 1))
-            assert kth_largest_nonneg(s, k) == alive[k - 1]
+        elif kind == 3:  # subnormal differences
+            s = rng.integers(0, 3, n) + rng.random(n) * 1e-300
+        else:  # one top-16-bit bin: the selection refines down to the last bits
+            s = 1.0 + rng.integers(0, 4000, n) * 2.0**-52
+        net.scores[:n] = s
+        sec = np.concatenate([layer.sec for layer in net.layers])
+        index = net.kept()
+        k = int(rng.integers(0, n + 1))
+        want = np.sort(index[np.lexsort((index, -sec, -s))[:k]])
+        net.prune_to(k)
+        assert np.array_equal(net.kept(), want)
+        assert net.n_alive == k
 
 
 @pytest.mark.parametrize("net", ["mlp", "circ", "circ_res"])

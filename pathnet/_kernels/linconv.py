@@ -16,73 +16,49 @@ from numba import njit
 __all__ = [
     "alive_elements",
     "channel_maps",
+    "collect_bin",
     "compact_slots",
+    "count_bins",
     "fill_weight",
+    "finish_scores",
     "gather_scores",
-    "kill_slots",
-    "kth_largest_nonneg",
+    "kill_below",
+    "refine_hist",
+    "sparse_forward",
+    "sparse_input_grad",
+    "sparse_scores",
 ]
 
 
 @njit(cache=True)
 def alive_elements(
-    present: np.ndarray, values: np.ndarray, n_in: int, n_k: int, p: int, q: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The present elements of a flat ``(n_out, n_in, n_k)`` weight in torch order:
-    ``(j, i, k, |w|**p, |w|**q)`` (powers in float64, exact for float32 ``w``)."""
+    present: np.ndarray, values: np.ndarray, n_cols: int, p: int, q: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The present elements of a flat ``(n_out, n_cols)`` weight in torch order:
+    ``(j, col, |w|**p, |w|**q)`` (powers in float64, exact for float32 ``w``)."""
     n = 0
     for e in range(present.size):
         if present[e]:
             n += 1
     j = np.empty(n, dtype=np.int32)
-    i = np.empty(n, dtype=np.int32)
-    k = np.empty(n, dtype=np.int32)
+    col = np.empty(n, dtype=np.int32)
     base = np.empty(n, dtype=np.float64)
     sec = np.empty(n, dtype=np.float64)
     s = 0
-    row = n_in * n_k
     for e in range(present.size):
         if present[e]:
             a = abs(np.float64(values[e]))
-            j[s] = e // row
-            i[s] = (e % row) // n_k
-            k[s] = e % n_k
+            j[s] = e // n_cols
+            col[s] = e % n_cols
             base[s] = a * a if p == 2 else a
             sec[s] = a * a if q == 2 else (a if q == 1 else 1.0)
             s += 1
-    return j, i, k, base, sec
-
-
-@njit(cache=True)
-def compact_slots(
-    j: np.ndarray, i: np.ndarray, k: np.ndarray, base: np.ndarray, sec: np.ndarray
-) -> int:
-    """Move the alive slots (``base >= 0``) to the front of every array, in order;
-    return how many."""
-    n = 0
-    for s in range(base.size):
-        if base[s] >= 0:
-            j[n], i[n], k[n], base[n], sec[n] = j[s], i[s], k[s], base[s], sec[s]
-            n += 1
-    return n
-
-
-@njit(cache=True)
-def kill_slots(keep: np.ndarray, base: np.ndarray, cidx: np.ndarray, w: np.ndarray) -> int:
-    """Mark dead (``base = -1``) every alive slot not in ``keep`` and zero its entry
-    ``w[cidx[s]]`` of the compacted weight; return how many."""
-    n = 0
-    for s in range(base.size):
-        if base[s] >= 0 and not keep[s]:
-            base[s] = -1.0
-            w[cidx[s]] = 0.0
-            n += 1
-    return n
+    return j, col, base, sec
 
 
 @njit(cache=True)
 def channel_maps(
-    j: np.ndarray, i: np.ndarray, n_out: int, n_in: int
+    j: np.ndarray, col: np.ndarray, n_out: int, n_in: int, n_k: int
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Compacted index of every output and input channel (``-1``: no alive element)
     and the compacted channel counts."""
@@ -90,7 +66,7 @@ def channel_maps(
     imap = np.full(n_in, -1, dtype=np.int64)
     for s in range(j.size):
         omap[j[s]] = 0
-        imap[i[s]] = 0
+        imap[col[s] // n_k] = 0
     n_o = 0
     for c in range(n_out):
         if omap[c] == 0:
@@ -107,8 +83,7 @@ def channel_maps(
 @njit(cache=True)
 def fill_weight(
     j: np.ndarray,
-    i: np.ndarray,
-    k: np.ndarray,
+    col: np.ndarray,
     base: np.ndarray,
     omap: np.ndarray,
     imap: np.ndarray,
@@ -120,12 +95,144 @@ def fill_weight(
     """``w[cidx[s]] = base[s]`` with ``cidx`` the flat index in the compacted
     ``(n_out_c, n_in_c, n_k)`` weight (``w`` zeroed by the caller)."""
     for s in range(j.size):
-        c = (omap[j[s]] * n_in_c + imap[i[s]]) * n_k + k[s]
+        c = (omap[j[s]] * n_in_c + imap[col[s] // n_k]) * n_k + col[s] % n_k
         cidx[s] = c
         w[c] = base[s]
 
 
-@njit(cache=True)
+# ---------------------------------------------------------------- sparse layers
+# A layer in sparse mode keeps its alive elements as CSR rows over the output
+# channel: ``rowptr[r]:rowptr[r + 1]`` are the slots of output channel ``r``
+# (ascending ``col = i * n_k + k``, the row of ``unfold(x)`` the element reads).
+# The kernels work on a row range, so that callers may split a layer between
+# threads at fixed row boundaries: the results do not depend on the split's
+# execution order.
+
+_TOP = 48  # a score's histogram bin: the top 16 bits of its float64 pattern
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def sparse_forward(
+    rowptr: np.ndarray,
+    col: np.ndarray,
+    base: np.ndarray,
+    u: np.ndarray,
+    y: np.ndarray,
+    r0: int,
+    r1: int,
+) -> None:
+    """``y[r] = sum_s base[s] * u[col[s]]`` over the alive slots (``base >= 0``) of
+    rows ``r0 <= r < r1``. Dead slots add ``0 * u``, exactly nothing (``u`` is
+    finite), which saves a branch."""
+    n_p = u.shape[1]
+    if n_p == 4:  # VGG's 2x2 maps: two interleaved sets of register accumulators
+        for r in range(r0, r1):
+            a0 = a1 = a2 = a3 = e0 = e1 = e2 = e3 = 0.0
+            s, end = rowptr[r], rowptr[r + 1]
+            while s + 1 < end:
+                b, c = max(base[s], 0.0), col[s]
+                a0 += b * u[c, 0]
+                a1 += b * u[c, 1]
+                a2 += b * u[c, 2]
+                a3 += b * u[c, 3]
+                b, c = max(base[s + 1], 0.0), col[s + 1]
+                e0 += b * u[c, 0]
+                e1 += b * u[c, 1]
+                e2 += b * u[c, 2]
+                e3 += b * u[c, 3]
+                s += 2
+            if s < end:
+                b, c = max(base[s], 0.0), col[s]
+                a0 += b * u[c, 0]
+                a1 += b * u[c, 1]
+                a2 += b * u[c, 2]
+                a3 += b * u[c, 3]
+            y[r, 0], y[r, 1], y[r, 2], y[r, 3] = a0 + e0, a1 + e1, a2 + e2, a3 + e3
+        return
+    acc = np.empty(n_p)
+    for r in range(r0, r1):
+        acc[:] = 0.0
+        for s in range(rowptr[r], rowptr[r + 1]):
+            b, c = max(base[s], 0.0), col[s]
+            for q in range(n_p):
+                acc[q] += b * u[c, q]
+        for q in range(n_p):
+            y[r, q] = acc[q]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def sparse_scores(
+    rowptr: np.ndarray,
+    col: np.ndarray,
+    u: np.ndarray,
+    g: np.ndarray,
+    scores: np.ndarray,
+    r0: int,
+    r1: int,
+) -> None:
+    """``scores[s] = g[r] . u[col[s]]``, the gradient of every slot of rows
+    ``r0 <= r < r1`` (dead slots included: :func:`finish_scores` overwrites them)."""
+    n_p = u.shape[1]
+    for r in range(r0, r1):
+        if n_p == 4:
+            g0, g1, g2, g3 = g[r, 0], g[r, 1], g[r, 2], g[r, 3]
+            for s in range(rowptr[r], rowptr[r + 1]):
+                c = col[s]
+                scores[s] = g0 * u[c, 0] + g1 * u[c, 1] + g2 * u[c, 2] + g3 * u[c, 3]
+        else:
+            for s in range(rowptr[r], rowptr[r + 1]):
+                c = col[s]
+                d = 0.0
+                for q in range(n_p):
+                    d += g[r, q] * u[c, q]
+                scores[s] = d
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def sparse_input_grad(
+    rowptr: np.ndarray,
+    col: np.ndarray,
+    base: np.ndarray,
+    g: np.ndarray,
+    gu: np.ndarray,
+    r0: int,
+    r1: int,
+) -> None:
+    """``gu[col[s]] += base[s] * g[r]`` over the alive slots of rows ``r0 <= r < r1``
+    (``gu`` accumulates: zero it first; dead slots add exactly nothing)."""
+    n_p = g.shape[1]
+    for r in range(r0, r1):
+        if n_p == 4:
+            g0, g1, g2, g3 = g[r, 0], g[r, 1], g[r, 2], g[r, 3]
+            for s in range(rowptr[r], rowptr[r + 1]):
+                b, c = max(base[s], 0.0), col[s]
+                gu[c, 0] += b * g0
+                gu[c, 1] += b * g1
+                gu[c, 2] += b * g2
+                gu[c, 3] += b * g3
+        else:
+            for s in range(rowptr[r], rowptr[r + 1]):
+                b, c = max(base[s], 0.0), col[s]
+                for q in range(n_p):
+                    gu[c, q] += b * g[r, q]
+
+
+@njit(cache=True, nogil=True)
+def finish_scores(
+    scores: np.ndarray, base: np.ndarray, sec: np.ndarray, absolute: bool, use_sec: bool
+) -> None:
+    """Turn gradients into scores in place: ``abs`` if ``absolute``, times ``sec`` if
+    ``use_sec``, ``-1`` for a dead slot (``base < 0``)."""
+    for s in range(scores.size):
+        v = scores[s]
+        if absolute:
+            v = abs(v)
+        if use_sec:
+            v *= sec[s]
+        scores[s] = v if base[s] >= 0 else -1.0
+
+
+@njit(cache=True, nogil=True)
 def gather_scores(
     g: np.ndarray,
     cidx: np.ndarray,
@@ -135,58 +242,110 @@ def gather_scores(
     use_sec: bool,
     out: np.ndarray,
 ) -> None:
-    """``out[s] = g[cidx[s]]`` (``abs`` if ``absolute``), times ``sec[s]`` if ``use_sec``;
-    ``-1`` for a dead slot (``base < 0``)."""
+    """``out[s] = g[cidx[s]]`` (``abs`` if ``absolute``, times ``sec[s]`` if
+    ``use_sec``); ``-1`` for a dead slot (``base < 0``)."""
     for s in range(cidx.size):
-        if base[s] < 0:
-            out[s] = -1.0
-            continue
         v = g[cidx[s]]
         if absolute:
             v = abs(v)
         if use_sec:
             v *= sec[s]
-        out[s] = v
+        out[s] = v if base[s] >= 0 else -1.0
 
 
-_CAND = 4096  # collect the candidates once the bin holding the answer is this small
-
-
-@njit(cache=True)
-def kth_largest_nonneg(scores: np.ndarray, k: int) -> float:
-    """The ``k``-th largest of the non-negative entries of ``scores`` (negative
-    entries, the dead slots, are ignored; ``1 <= k <=`` their count, no NaN).
-
-    Radix selection on the float64 bit patterns, which order like the values for
-    non-negative numbers (``-0.0`` counts as negative): a 16-bit histogram per level narrows the answer to one
-    bin; once the bin is small its entries are collected and sorted. Exact and
-    deterministic, two or three passes over ``scores`` in practice.
-    """
+@njit(cache=True, nogil=True)
+def count_bins(scores: np.ndarray, hist: np.ndarray) -> None:
+    """Count ``scores`` by the top 16 bits of their float64 patterns into the four
+    rows of ``hist`` (``(4, 65536)``, accumulating; four rows keep consecutive
+    increments of one bin independent). Negative scores land in bins from
+    ``0x8000`` up."""
     keys = scores.view(np.int64)
-    hist = np.zeros(1 << 16, dtype=np.int64)
-    prefix = 0  # bits of the answer found so far, above ``shift + 16``
-    need = k  # rank of the answer within the entries that match ``prefix``
-    for level in range(4):
-        shift = 48 - 16 * level
-        hist[:] = 0
-        for x in keys:
-            if x >= 0 and (level == 0 or (x >> (shift + 16)) == prefix):
-                hist[(x >> shift) & 0xFFFF] += 1
-        b = (1 << 16) - 1
-        while hist[b] < need:
-            need -= hist[b]
-            b -= 1
-        prefix = (prefix << 16) | b
-        if level == 3:  # all 64 bits known
-            return np.array([prefix], dtype=np.int64).view(np.float64)[0]
-        if hist[b] <= _CAND:
-            cand = np.empty(hist[b], dtype=np.float64)
-            n = 0
-            for e in range(keys.size):
-                x = keys[e]
-                if x >= 0 and (x >> shift) == prefix:
-                    cand[n] = scores[e]
-                    n += 1
-            cand.sort()
-            return cand[cand.size - need]
-    return 0.0  # not reached
+    n = keys.size // 4 * 4
+    for s in range(0, n, 4):
+        hist[0, (keys[s] >> _TOP) & 0xFFFF] += 1
+        hist[1, (keys[s + 1] >> _TOP) & 0xFFFF] += 1
+        hist[2, (keys[s + 2] >> _TOP) & 0xFFFF] += 1
+        hist[3, (keys[s + 3] >> _TOP) & 0xFFFF] += 1
+    for s in range(n, keys.size):
+        hist[0, (keys[s] >> _TOP) & 0xFFFF] += 1
+
+
+@njit(cache=True, nogil=True)
+def refine_hist(scores: np.ndarray, shift: int, prefix: int, hist: np.ndarray) -> None:
+    """Count the scores whose bits above ``shift + 16`` are ``prefix`` by their 16
+    bits at ``shift`` (``hist`` accumulates)."""
+    keys = scores.view(np.int64)
+    for s in range(keys.size):
+        x = keys[s]
+        if (x >> (shift + 16)) == prefix:
+            hist[(x >> shift) & 0xFFFF] += 1
+
+
+@njit(cache=True, nogil=True)
+def collect_bin(
+    scores: np.ndarray,
+    sec: np.ndarray,
+    shift: int,
+    prefix: int,
+    offset: int,
+    vals: np.ndarray,
+    secs: np.ndarray,
+    slots: np.ndarray,
+    n: int,
+) -> int:
+    """Append ``(score, sec, offset + s)`` of every slot whose score's bits from
+    ``shift`` up are ``prefix`` at position ``n`` of the buffers; return the new ``n``."""
+    keys = scores.view(np.int64)
+    for s in range(keys.size):
+        if (keys[s] >> shift) == prefix:
+            vals[n] = scores[s]
+            secs[n] = sec[s]
+            slots[n] = offset + s
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def kill_below(
+    scores: np.ndarray,
+    shift: int,
+    prefix: int,
+    base: np.ndarray,
+    cidx: np.ndarray,
+    w: np.ndarray,
+    dense: bool,
+) -> int:
+    """Kill every alive slot (score ``>= 0``) whose score's bits from ``shift`` up
+    are at most ``prefix``: ``base = -1`` and, if ``dense``, its compacted weight
+    entry ``w[cidx[s]] = 0``. Return how many."""
+    keys = scores.view(np.int64)
+    n = 0
+    for s in range(keys.size):
+        x = keys[s]
+        if x >= 0 and (x >> shift) <= prefix:
+            base[s] = -1.0
+            if dense:
+                w[cidx[s]] = 0.0
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def compact_slots(
+    j: np.ndarray,
+    col: np.ndarray,
+    base: np.ndarray,
+    sec: np.ndarray,
+    cidx: np.ndarray,
+    counts: np.ndarray,
+) -> int:
+    """Move the alive slots (``base >= 0``) to the front of the slot arrays, in
+    order, counting them per output channel in ``counts`` (zeroed by the caller);
+    return how many."""
+    n = 0
+    for s in range(base.size):
+        if base[s] >= 0:
+            j[n], col[n], base[n], sec[n], cidx[n] = j[s], col[s], base[s], sec[s], cidx[s]
+            counts[j[s]] += 1
+            n += 1
+    return n

@@ -31,8 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -43,11 +46,17 @@ from torch import nn
 from pathnet._kernels.linconv import (
     alive_elements,
     channel_maps,
+    collect_bin,
     compact_slots,
+    count_bins,
     fill_weight,
+    finish_scores,
     gather_scores,
-    kill_slots,
-    kth_largest_nonneg,
+    kill_below,
+    refine_hist,
+    sparse_forward,
+    sparse_input_grad,
+    sparse_scores,
 )
 from pathnet.graph import LayeredDAG
 from pathnet.select.scoring import block_offsets
@@ -55,6 +64,9 @@ from pathnet.select.scoring import block_offsets
 __all__ = ["Linearised", "linearised_copy"]
 
 _COMPACT_AT = 0.7  # drop a layer's dead slots once fewer than this share is alive
+_CAND = 4096  # the top-k bin is refined until it holds at most this many scores
+_NONFINITE = 0x7FF0  # histogram bins from here up: inf and NaN scores
+_FORCE_MODE: str | None = None  # tests: "dense" or "sparse" for every layer, always
 
 
 def linearised_copy(model: nn.Module, p: int, buffers: bool = True) -> nn.Module:
@@ -75,22 +87,90 @@ def linearised_copy(model: nn.Module, p: int, buffers: bool = True) -> nn.Module
     return net
 
 
+_PARTS = 2  # every layer's work is cut into this many fixed parts
+_state = threading.local()  # .workers: threads the parts may use in this pass
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _pool_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _run_parts(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run the parts of one layer's work, on up to ``_PARTS`` threads when the
+    caller allowed several. The parts are fixed (cut at the same places whatever
+    the thread count, each computed the same way), so the results do not depend
+    on how many threads run them."""
+    global _pool
+    if getattr(_state, "workers", 1) <= 1 or len(calls) == 1:
+        return [call() for call in calls]
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_PARTS - 1, "pathnet-linearised", _pool_thread)
+    futures = [_pool.submit(call) for call in calls[1:]]
+    return [calls[0](), *(f.result() for f in futures)]
+
+
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
-    """Run torch on one thread: the matrices of a batch-1 network are small (a
-    second thread gains little and, on a busy machine, its OpenMP waits cost more
-    than the work), and the float64 results then do not depend on the caller's
-    thread count."""
+    """Run torch on one thread per part: each layer's matrix products and kernels
+    are cut into ``_PARTS`` fixed parts that run on separate threads when the
+    caller's torch allows several (``torch.get_num_threads()``), each part on one
+    torch thread, so the float64 results do not depend on the caller's thread
+    count."""
+    if getattr(_state, "inside", False):  # nested: the outer context holds the settings
+        yield
+        return
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    _state.workers, _state.inside = min(threads, _PARTS), True
     try:
         yield
     finally:
+        _state.workers, _state.inside = 1, False
         torch.set_num_threads(threads)
 
 
+def _cut(n: int) -> list[tuple[int, int]]:
+    """``_PARTS`` contiguous ranges covering ``range(n)``."""
+    edges = [n * q // _PARTS for q in range(_PARTS + 1)]
+    return list(itertools.pairwise(edges))
+
+
+def _row_cut(rowptr: np.ndarray) -> list[tuple[int, int]]:
+    """``_PARTS`` contiguous row ranges with about equal numbers of slots."""
+    n = int(rowptr[-1])
+    edges = [0]
+    for q in range(1, _PARTS):
+        edges.append(max(edges[-1], int(np.searchsorted(rowptr, n * q // _PARTS))))
+    edges.append(rowptr.size - 1)
+    return list(itertools.pairwise(edges))
+
+
+def _sparse_cost(n_alive: int, n_p: int) -> float:
+    """Estimated ns of a sparse-mode step (forward, backward, scores): measured
+    per alive element on VGG16's layer shapes, one thread."""
+    return n_alive * (7.0 + 0.34 * n_p)
+
+
+def _dense_cost(n_dense: int, n_alive: int, n_p: int) -> float:
+    """Estimated ns of a dense-mode step: three float64 matrix products over the
+    compacted weight, then the gather of the alive elements' scores."""
+    return n_dense * (5.0 + 0.13 * n_p) + n_alive * 3.8
+
+
 class _Layer:
-    """One prunable weight: its alive elements and the compacted dense weight."""
+    """One prunable weight: its alive elements, in dense or sparse mode.
+
+    The alive elements are parallel arrays in torch order (output channel ``j``,
+    column ``col = i * n_k + k`` of the flattened weight, forward weight ``base``,
+    secondary key ``sec``), compacted after every pruning step. In *dense* mode the
+    layer also keeps a channel-compacted dense weight (``cidx``: each element's
+    index in it) and runs torch matrix products; in *sparse* mode it runs the CSR
+    kernels of :mod:`pathnet._kernels.linconv` over the alive elements only. A
+    layer turns sparse, for good, once that is estimated cheaper.
+    """
 
     def __init__(
         self,
@@ -121,39 +201,78 @@ class _Layer:
             self.padding = tuple(pad)
         a = np.ascontiguousarray(values).ravel()
         self.gbase = gbase
-        # the alive elements in torch order; base: forward weight (-1: dead)
-        self.j, self.i, self.k, self.base, self.sec = alive_elements(
-            present.ravel(), a, self.n_in, self.n_k, p, score_power
+        self._j, self._col, self._base, self._sec = alive_elements(
+            present.ravel(), a, self.n_in * self.n_k, p, score_power
         )
-        self.n_alive = self.n_slots
+        self._cidx = np.empty(self._j.size, dtype=np.int64)
+        self.n_alive = int(self._j.size)
+        counts = np.bincount(self._j, minlength=self.n_out)
+        self._views(counts)
+        self.sparse = False
+        self.n_p: int | None = None  # output positions, known after a forward
+        self.token = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        self.scored = False
+        self.owner: Any = None  # the Linearised network (its histogram and settings)
         self.scores = np.zeros(0)
-        self.compact()
+        self.weight: torch.Tensor | None = None
+        if _FORCE_MODE == "sparse":
+            self.sparse = True
+        else:
+            self.build_dense()
 
-    @property
-    def n_slots(self) -> int:
-        return int(self.base.size)
+    def _views(self, counts: np.ndarray) -> None:
+        n = self.n_slots = self.n_alive
+        self.j, self.col, self.base = self._j[:n], self._col[:n], self._base[:n]
+        self.sec, self.cidx = self._sec[:n], self._cidx[:n]
+        self.rowptr = np.zeros(self.n_out + 1, dtype=np.int64)
+        np.cumsum(counts, out=self.rowptr[1:])
 
-    def compact(self) -> None:
-        """Drop the dead slots; rebuild the compacted dense weight."""
-        if self.n_alive < self.n_slots:
-            n = compact_slots(self.j, self.i, self.k, self.base, self.sec)
-            self.j, self.i, self.k = self.j[:n].copy(), self.i[:n].copy(), self.k[:n].copy()
-            self.base, self.sec = self.base[:n].copy(), self.sec[:n].copy()
-        omap, imap, n_o, n_i = channel_maps(self.j, self.i, self.n_out, self.n_in)
-        self.omap, self.imap = omap, imap
+    def build_dense(self) -> None:
+        """Rebuild the channel-compacted dense weight from the (compacted) slots."""
+        omap, imap, n_o, n_i = channel_maps(self.j, self.col, self.n_out, self.n_in, self.n_k)
         w = torch.zeros(n_o * n_i * self.n_k, dtype=torch.float64)
-        self.cidx = np.empty(self.n_slots, dtype=np.int64)
-        fill_weight(
-            self.j, self.i, self.k, self.base, omap, imap, n_i, self.n_k, w.numpy(), self.cidx
-        )
+        fill_weight(self.j, self.col, self.base, omap, imap, n_i, self.n_k, w.numpy(), self.cidx)
         self.weight = w.reshape((n_o, n_i, *self.shape[2:])).requires_grad_(True)
         self.out_idx = None if n_o == self.n_out else torch.from_numpy(np.flatnonzero(omap >= 0))
         self.in_idx = None if n_i == self.n_in else torch.from_numpy(np.flatnonzero(imap >= 0))
 
-    def global_index(self, slots: np.ndarray) -> np.ndarray:
-        """Global element indices (torch order, offset by ``gbase``) of local slots."""
-        j, i, k = (self.j[slots].astype(np.int64), self.i[slots], self.k[slots])
-        return self.gbase + (j * self.n_in + i) * self.n_k + k
+    def kill(self, shift: int, prefix: int) -> None:
+        """Kill the alive elements whose score's bits from ``shift`` up are at most
+        ``prefix``; drop the dead slots once fewer than ``_COMPACT_AT`` are alive
+        (rebuilding the dense weight in dense mode); turn sparse once cheaper."""
+        dense = self.weight is not None
+        w = self.weight.detach().reshape(-1).numpy() if self.weight is not None else np.zeros(0)
+        sc, base, cidx = self.scores, self.base, self.cidx
+        self.n_alive -= sum(
+            _run_parts(
+                [
+                    lambda a=a, b=b: kill_below(
+                        sc[a:b], shift, prefix, base[a:b], cidx[a:b], w, dense
+                    )
+                    for a, b in _cut(self.n_slots)
+                ]
+            )
+        )
+        if self.n_alive < _COMPACT_AT * self.n_slots:
+            counts = np.zeros(self.n_out, dtype=np.int64)
+            n = compact_slots(self.j, self.col, self.base, self.sec, self.cidx, counts)
+            assert n == self.n_alive
+            self._views(counts)
+            if not self.sparse:
+                self.build_dense()
+        if self.sparse or self.n_p is None or self.weight is None or _FORCE_MODE == "dense":
+            return
+        if _FORCE_MODE == "sparse" or _sparse_cost(self.n_slots, self.n_p) < _dense_cost(
+            self.weight.numel(), self.n_slots, self.n_p
+        ):
+            self.sparse, self.weight = True, None
+
+    def global_index(self) -> np.ndarray:
+        """Global element indices (torch order, offset by ``gbase``) of the alive elements."""
+        alive = self.base >= 0
+        return (
+            self.gbase + self.j[alive].astype(np.int64) * (self.n_in * self.n_k) + self.col[alive]
+        )
 
     def out_size(self, size: tuple[int, ...]) -> tuple[int, ...]:
         """Output spatial size of a convolution on an input of spatial ``size``."""
@@ -164,16 +283,26 @@ class _Layer:
             )
         )
 
+    def unfold(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``(n_in * n_k, positions)`` matrix a weight row multiplies."""
+        if not self.is_conv:
+            return x.reshape(-1, 1)
+        return F.unfold(x, self.kernel, self.dilation, self.padding, self.stride)[0]
+
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's output (no bias) on input ``x`` (batch 1)."""
         if self.prepad is not None:
             x = F.pad(x, self.prepad[0], mode=self.prepad[1])
+        size = self.out_size(tuple(x.shape[2:])) if self.is_conv else ()
+        self.n_p = int(np.prod(size, dtype=np.int64))
         if self.n_alive == 0:  # no alive element: the output is zero
-            size = self.out_size(tuple(x.shape[2:])) if self.is_conv else ()
             return x.new_zeros((1, self.n_out, *size))
+        if self.sparse:
+            return _Sparse.apply(x, self.token, self)
         if self.in_idx is not None:
             x = x.index_select(1, self.in_idx)
         w = self.weight
+        assert w is not None
         if self.is_conv:
             y = _Conv.apply(x, w, self)
         else:
@@ -188,36 +317,103 @@ class _Conv(torch.autograd.Function):
 
     The backward computes the input gradient as ``fold((G^T @ W)^T)`` (reads ``W``
     in its memory order: about twice as fast as torch's float64 convolution
-    backward on VGG16's 512-channel layers) and no dense weight gradient: it
-    keeps ``G`` and ``unfold(x)`` on the layer, whose alive elements get their
-    gradients ``G[j] . unfold(x)[i, k]`` from :func:`conv_scores`.
+    backward on VGG16's 512-channel layers) and the weight gradient as
+    ``G @ unfold(x)^T``.
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, layer: _Layer) -> torch.Tensor:
-        u = F.unfold(x, layer.kernel, layer.dilation, layer.padding, layer.stride)[0]
+        u = layer.unfold(x)
         w2 = w.reshape(w.shape[0], -1)
         ctx.save_for_backward(u, w2)
         ctx.layer, ctx.size = layer, tuple(x.shape[2:])
-        return (w2 @ u).reshape(1, w.shape[0], *layer.out_size(ctx.size))
+        y = u.new_empty((w2.shape[0], u.shape[1]))
+        _run_parts([lambda a=a, b=b: torch.mm(w2[a:b], u, out=y[a:b]) for a, b in _cut(y.shape[0])])
+        return y.reshape(1, w.shape[0], *layer.out_size(ctx.size))
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
         u, w2 = ctx.saved_tensors
         layer: _Layer = ctx.layer
         g = grad.reshape(w2.shape[0], -1).contiguous()
-        gw = (g @ u.T).reshape(layer.weight.shape) if ctx.needs_input_grad[1] else None
-        gx = None
-        if ctx.needs_input_grad[0]:
-            gx = F.fold(
-                (g.T @ w2).T[None],
-                ctx.size,
-                layer.kernel,
-                layer.dilation,
-                layer.padding,
-                layer.stride,
-            )
-        return gx, gw, None
+        want_w, want_x = ctx.needs_input_grad[0:2][::-1]
+        gw = g.new_empty((g.shape[0], u.shape[0])) if want_w else None
+
+        def part(q: int) -> torch.Tensor | None:
+            if gw is not None:
+                a, b = _cut(g.shape[0])[q]
+                torch.mm(g[a:b], u.T, out=gw[a:b])
+            if not want_x:
+                return None
+            a, b = _cut(w2.shape[1])[q]
+            return g.T @ w2[:, a:b]  # reads W in its memory order
+
+        gxt = _run_parts([lambda q=q: part(q) for q in range(_PARTS)])
+        gx = _fold(layer, torch.cat(gxt, dim=1).T, ctx.size) if want_x else None
+        return gx, (gw.reshape(layer.weight.shape) if gw is not None else None), None
+
+
+def _fold(layer: _Layer, gu: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """The input gradient from the gradient of ``unfold(x)``."""
+    if not layer.is_conv:
+        return gu.reshape(1, -1)
+    return F.fold(gu[None], size, layer.kernel, layer.dilation, layer.padding, layer.stride)
+
+
+class _Sparse(torch.autograd.Function):
+    """A batch-1 Linear or convolution over the alive elements only (CSR rows).
+
+    The forward is ``y[j] = sum base * unfold(x)[col]`` per output channel; the
+    backward writes each alive element's score (its gradient ``g[j] .
+    unfold(x)[col]``, transformed as the network asks) straight into the layer's
+    score array, counts it in the network's histogram and accumulates the input
+    gradient. ``token`` (a scalar that requires grad) keeps the layer in the
+    autograd graph when ``x`` does not require grad.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, token: torch.Tensor, layer: _Layer) -> torch.Tensor:
+        u = layer.unfold(x).contiguous()
+        y = torch.empty((layer.n_out, u.shape[1]), dtype=torch.float64)
+        un, yn = u.numpy(), y.numpy()
+        _run_parts(
+            [
+                lambda a=a, b=b: sparse_forward(layer.rowptr, layer.col, layer.base, un, yn, a, b)
+                for a, b in _row_cut(layer.rowptr)
+            ]
+        )
+        ctx.save_for_backward(u)
+        ctx.layer, ctx.size = layer, tuple(x.shape[2:])
+        shape = (1, layer.n_out, *layer.out_size(ctx.size)) if layer.is_conv else (1, layer.n_out)
+        return y.reshape(shape)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        (u,) = ctx.saved_tensors
+        layer: _Layer = ctx.layer
+        net: Linearised = layer.owner
+        g = grad.reshape(layer.n_out, -1).contiguous()
+        input_grad = bool(ctx.needs_input_grad[0])
+        gus = [torch.zeros_like(u) if input_grad else u.new_zeros((0, 0)) for _ in range(_PARTS)]
+        un, gn = u.numpy(), g.numpy()
+
+        def part(q: int, r0: int, r1: int) -> None:
+            rowptr, a, b = layer.rowptr, layer.rowptr[r0], layer.rowptr[r1]
+            sparse_scores(rowptr, layer.col, un, gn, layer.scores, r0, r1)
+            if input_grad:
+                sparse_input_grad(rowptr, layer.col, layer.base, gn, gus[q].numpy(), r0, r1)
+            finish_scores(layer.scores[a:b], layer.base[a:b], layer.sec[a:b], net.absolute, net.sec)
+
+        _run_parts(
+            [lambda q=q, a=a, b=b: part(q, a, b) for q, (a, b) in enumerate(_row_cut(layer.rowptr))]
+        )
+        layer.scored = True
+        if not input_grad:
+            return None, None, None
+        gu = gus[0]
+        for other in gus[1:]:
+            gu += other
+        return _fold(layer, gu, ctx.size), None, None
 
 
 class _LayerModule(nn.Module):
@@ -302,13 +498,18 @@ class Linearised:
             holder = self.net.get_submodule(parent) if parent else self.net
             setattr(holder, attr, _LayerModule(layer, bias))
         self.x = torch.ones((1, *dag.input_shape), dtype=torch.float64)
+        for layer in self.layers:
+            layer.owner = self
+        self.sec = score_power != 0  # scores carry the factor |w| ** score_power
+        self.hist = np.zeros(1 << 16, dtype=np.int64)  # the scores' top 16 bits
+        self.scores = np.zeros(sum(layer.n_alive for layer in self.layers))
         self._layout()
 
     # ------------------------------------------------------------------ state
     def _layout(self) -> None:
+        """Point every layer's scores at its range of the shared score array."""
         sizes = [layer.n_slots for layer in self.layers]
         self.slot_off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.scores = np.zeros(int(self.slot_off[-1]))
         for layer, a, b in zip(self.layers, self.slot_off[:-1], self.slot_off[1:]):
             layer.scores = self.scores[a:b]
         self.n_alive = sum(layer.n_alive for layer in self.layers)
@@ -319,65 +520,124 @@ class Linearised:
             return float(self.net(self.x).sum())
 
     def backward(self) -> np.ndarray:
-        """One forward and backward pass; the score of every slot (``-1``: dead)."""
+        """One forward and backward pass; the score of every slot, layer after layer
+        in torch order (``-1``: dead; a view, valid until the next pruning step)."""
         for layer in self.layers:
-            layer.weight.grad = None
+            layer.scored = False
+            if layer.weight is not None:
+                layer.weight.grad = None
         with _one_thread():
             out = self.net(self.x).sum()
             if out.requires_grad:  # else no alive weight reaches the output: all grads zero
                 out.backward()
         for layer in self.layers:
-            g = layer.weight.grad
+            if layer.scored:
+                continue
+            g = None if layer.weight is None else layer.weight.grad
             if g is None or layer.n_alive == 0:  # no gradient reaches it: autograd's is None
                 layer.scores[:] = np.where(layer.base >= 0, 0.0, -1.0)
             else:
-                gather_scores(
-                    g.detach().reshape(-1).numpy(),
-                    layer.cidx,
-                    layer.base,
-                    layer.sec,
-                    self.absolute,
-                    self.score_power != 0,
-                    layer.scores,
-                )
-        return self.scores
+                self._gather(layer, g.detach().reshape(-1).numpy())
+        return self.scores[: self.slot_off[-1]]
+
+    def _gather(self, layer: _Layer, g: np.ndarray) -> None:
+        """A dense layer's scores from its compacted weight gradient ``g``."""
+
+        def part(a: int, b: int) -> None:
+            gather_scores(
+                g,
+                layer.cidx[a:b],
+                layer.base[a:b],
+                layer.sec[a:b],
+                self.absolute,
+                self.sec,
+                layer.scores[a:b],
+            )
+
+        with _one_thread():  # the parts may use threads
+            _run_parts([lambda a=a, b=b: part(a, b) for a, b in _cut(layer.n_slots)])
+
+    def _histogram(self) -> np.ndarray:
+        """The alive scores counted by the top 16 bits of their float64 patterns
+        (dead slots, scored ``-1``, land in bins from ``0x8000`` up and are dropped)."""
+        scores = self.scores[: self.slot_off[-1]]
+        hists = np.zeros((_PARTS, 4, 1 << 16), dtype=np.int64)
+        with _one_thread():  # the parts may use threads
+            _run_parts(
+                [
+                    lambda q=q, a=a, b=b: count_bins(scores[a:b], hists[q])
+                    for q, (a, b) in enumerate(_cut(scores.size))
+                ]
+            )
+        hist = hists.sum(axis=(0, 1))
+        hist[0x8000:] = 0
+        return hist
+
+    def _top_bin(self, k: int) -> tuple[int, int, int, int]:
+        """``(shift, prefix, need, n)``: the ``n`` scores whose bits from ``shift`` up
+        are ``prefix`` hold the ``k``-th largest, which is the ``need``-th largest of
+        them; ``n <= _CAND`` unless all bits are used."""
+        hist, shift, prefix, need = self.hist, 48, 0, k
+        while True:
+            above = np.cumsum(hist[::-1])  # above[m]: scores in the top m + 1 bins
+            m = int(np.searchsorted(above, need))  # first m with above[m] >= need
+            b = (1 << 16) - 1 - m
+            need -= int(above[m - 1]) if m else 0
+            prefix = (prefix << 16) | b
+            if hist[b] <= _CAND or shift == 0:
+                return shift, prefix, need, int(hist[b])
+            shift -= 16
+            hist = np.zeros(1 << 16, dtype=np.int64)
+            for layer in self.layers:
+                refine_hist(layer.scores, shift, prefix, hist)
 
     def prune_to(self, k: int) -> None:
         """Keep the ``k`` alive elements first by (score desc, ``|w|**score_power`` desc,
-        global index asc), as scored by the last :meth:`backward` (``absolute`` scores)."""
-        s = self.scores
-        if not np.isfinite(s).all():
+        global index asc), as scored by the last :meth:`backward` (``absolute`` scores).
+
+        Radix selection on the float64 bit patterns, which order like the values for
+        non-negative numbers: the histogram of the scores' top 16 bits finds the bin
+        of the ``k``-th largest (refined by the
+        next 16 bits while it holds over ``_CAND`` scores); the bin's scores are
+        sorted by the full key, and one pass keeps everything above the bin plus
+        the bin's winners. Exact and deterministic. Dead slots (score ``-1``, a
+        negative pattern) never match a bin."""
+        if not 0 <= k <= self.n_alive:
+            raise ValueError(f"k must be in [0, {self.n_alive}], got {k}")
+        if k == self.n_alive:
+            return
+        self.hist = self._histogram()
+        if self.hist[_NONFINITE:].any():
             raise OverflowError("the scores overflow float64")
-        v = float(kth_largest_nonneg(s, int(k)))  # >= 0: dead slots score -1
-        keep = s > v
-        r = k - int(np.count_nonzero(keep))
-        tied = np.flatnonzero(s == v)
-        if r >= tied.size:
-            keep[tied] = True
-        else:  # break the ties at v: secondary key desc, then global index asc
-            sec = np.concatenate([layer.sec for layer in self.layers])[tied]
-            order = np.lexsort((tied, -sec))  # slots ascend with the global index
-            keep[tied[order[:r]]] = True
-        relayout = False
-        for layer, a, b in zip(self.layers, self.slot_off[:-1], self.slot_off[1:]):
-            killed = kill_slots(
-                keep[a:b], layer.base, layer.cidx, layer.weight.detach().reshape(-1).numpy()
-            )
-            layer.n_alive -= killed
-            if killed and layer.n_alive < _COMPACT_AT * layer.n_slots:
-                layer.compact()
-                relayout = True
-        if relayout:
-            self._layout()
-        self.n_alive = sum(layer.n_alive for layer in self.layers)
+        if int(self.hist.sum()) != self.n_alive:
+            raise ValueError("prune_to needs non-negative scores (absolute=True)")
+        if k == 0:
+            shift, prefix = 0, np.iinfo(np.int64).max  # nothing is above
+        else:
+            shift, prefix, need, n = self._top_bin(k)
+            vals, secs = np.empty(n), np.empty(n)
+            slots = np.empty(n, dtype=np.int64)
+            m = 0
+            for layer, off in zip(self.layers, self.slot_off[:-1]):
+                m = collect_bin(
+                    layer.scores, layer.sec, shift, prefix, int(off), vals, secs, slots, m
+                )
+            assert m == n
+            # the bin's winners: by score desc, secondary key desc, slot (global index) asc
+            winners = slots[np.lexsort((slots, -secs, -vals))[:need]]
+            self.scores[winners] = np.inf  # above every finite bin
+        with _one_thread():  # the parts may use threads
+            for layer in self.layers:
+                layer.kill(shift, prefix)
+        self._layout()
         assert self.n_alive == k
 
     def kept(self) -> np.ndarray:
         """Ascending global indices of the alive elements."""
-        parts = [layer.global_index(np.flatnonzero(layer.base >= 0)) for layer in self.layers]
+        parts = [layer.global_index() for layer in self.layers]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def grad_sum(self) -> float:
         """Sum over the alive elements of the last backward's scores."""
         alive = np.concatenate([layer.base >= 0 for layer in self.layers])
-        return float(math.fsum(self.scores[alive]))
+        return float(math.fsum(self.scores[: self.slot_off[-1]][alive]))
