@@ -270,6 +270,27 @@ def test_network_backend_equals_plain_autograd_reference_vgg16(density):
     assert same_mask(got, autograd_synflow_mask(model, density, 3, "synflow_l2"))
 
 
+@pytest.mark.parametrize("mode", ["dense", "sparse"])
+def test_network_backend_is_the_same_on_one_and_two_threads(mode, monkeypatch):
+    # every product and kernel cut into its two fixed parts (even tiny ones), run on
+    # one thread or on two: the same masks, and those of the autograd reference
+    import pathnet.select.linearised as lin_module
+
+    monkeypatch.setattr(lin_module, "_FORCE_MODE", mode)
+    monkeypatch.setattr(lin_module, "_MIN_PART", 1)
+    model = ZERO_NETS["zero_res"]()
+    threads = torch.get_num_threads()
+    masks = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            masks.append(select("synflow_l2", model, 0.02, iterations=8))
+    finally:
+        torch.set_num_threads(threads)
+    assert masks[0] == masks[1]
+    assert same_mask(masks[0], autograd_synflow_mask(model, 0.02, 8, "synflow_l2"))
+
+
 @pytest.mark.parametrize("mode", ["dense", "sparse", None])
 @pytest.mark.parametrize("net", ["zero_bn", "zero_res"])
 def test_network_backend_equals_reference_when_channels_die(net, mode, monkeypatch):

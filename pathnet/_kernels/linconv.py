@@ -150,12 +150,21 @@ def sparse_forward(
             y[r, 0], y[r, 1], y[r, 2], y[r, 3] = a0 + e0, a1 + e1, a2 + e2, a3 + e3
         return
     acc = np.empty(n_p)
-    for r in range(r0, r1):
+    for r in range(r0, r1):  # four slots per update of the accumulator row
         acc[:] = 0.0
-        for s in range(rowptr[r], rowptr[r + 1]):
+        s, end = rowptr[r], rowptr[r + 1]
+        while s + 3 < end:
+            b0, b1 = max(base[s], 0.0), max(base[s + 1], 0.0)
+            b2, b3 = max(base[s + 2], 0.0), max(base[s + 3], 0.0)
+            c0, c1, c2, c3 = col[s], col[s + 1], col[s + 2], col[s + 3]
+            for q in range(n_p):
+                acc[q] += (b0 * u[c0, q] + b1 * u[c1, q]) + (b2 * u[c2, q] + b3 * u[c3, q])
+            s += 4
+        while s < end:
             b, c = max(base[s], 0.0), col[s]
             for q in range(n_p):
                 acc[q] += b * u[c, q]
+            s += 1
         for q in range(n_p):
             y[r, q] = acc[q]
 
@@ -322,7 +331,8 @@ def kill_below(
     n = 0
     for s in range(keys.size):
         x = keys[s]
-        if x >= 0 and (x >> shift) <= prefix:
+        kill = (x >= 0) & ((x >> shift) <= prefix)  # no short circuit: dead slots are random
+        if kill:
             base[s] = -1.0
             if dense:
                 w[cidx[s]] = 0.0

@@ -64,7 +64,7 @@ from pathnet.select.scoring import block_offsets
 __all__ = ["Linearised", "linearised_copy"]
 
 _COMPACT_AT = 0.7  # drop a layer's dead slots once fewer than this share is alive
-_CAND = 4096  # the top-k bin is refined until it holds at most this many scores
+_CAND = 1 << 17  # the top-k bin is refined until it holds at most this many scores
 _NONFINITE = 0x7FF0  # histogram bins from here up: inf and NaN scores
 _FORCE_MODE: str | None = None  # tests: "dense" or "sparse" for every layer, always
 
@@ -103,7 +103,7 @@ def _run_parts(calls: list[Callable[[], Any]]) -> list[Any]:
     the thread count, each computed the same way), so the results do not depend
     on how many threads run them."""
     global _pool
-    if getattr(_state, "workers", 1) <= 1 or len(calls) == 1:
+    if getattr(_state, "workers", 1) <= 1 or len(calls) <= 1:
         return [call() for call in calls]
     with _pool_lock:
         if _pool is None:
@@ -132,15 +132,24 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _cut(n: int) -> list[tuple[int, int]]:
-    """``_PARTS`` contiguous ranges covering ``range(n)``."""
-    edges = [n * q // _PARTS for q in range(_PARTS + 1)]
-    return list(itertools.pairwise(edges))
+_MIN_PART = 1 << 16  # less work than this many elements (or slots) is not cut
+
+
+def _cut(n: int, work: int | None = None) -> list[tuple[int, int]]:
+    """Up to ``_PARTS`` non-empty contiguous ranges covering ``range(n)``; one if the
+    ``work`` (default ``n``) is below ``_PARTS * _MIN_PART``. The cut depends on the
+    sizes only, never on the thread count."""
+    parts = _PARTS if (n if work is None else work) >= _PARTS * _MIN_PART else 1
+    edges = [n * q // parts for q in range(parts + 1)]
+    return [(a, b) for a, b in itertools.pairwise(edges) if a < b]
 
 
 def _row_cut(rowptr: np.ndarray) -> list[tuple[int, int]]:
-    """``_PARTS`` contiguous row ranges with about equal numbers of slots."""
+    """Up to ``_PARTS`` contiguous row ranges with about equal numbers of slots (one
+    below ``_PARTS * _MIN_PART`` slots)."""
     n = int(rowptr[-1])
+    if n < _PARTS * _MIN_PART:
+        return [(0, rowptr.size - 1)]
     edges = [0]
     for q in range(1, _PARTS):
         edges.append(max(edges[-1], int(np.searchsorted(rowptr, n * q // _PARTS))))
@@ -148,16 +157,17 @@ def _row_cut(rowptr: np.ndarray) -> list[tuple[int, int]]:
     return list(itertools.pairwise(edges))
 
 
-def _sparse_cost(n_alive: int, n_p: int) -> float:
-    """Estimated ns of a sparse-mode step (forward, backward, scores): measured
-    per alive element on VGG16's layer shapes, one thread."""
-    return n_alive * (7.0 + 0.34 * n_p)
+def _sparse_cost(n_slots: int, n_p: int) -> float:
+    """Estimated ns of a sparse-mode step (forward, scores, input gradient) over
+    ``n_slots`` slots with ``n_p`` output positions; measured on VGG16's layer
+    shapes, one thread (``/tmp`` micro-benchmarks, see the module docstring)."""
+    return n_slots * (3.0 + 0.45 * n_p)
 
 
-def _dense_cost(n_dense: int, n_alive: int, n_p: int) -> float:
+def _dense_cost(n_dense: int, n_slots: int, n_p: int) -> float:
     """Estimated ns of a dense-mode step: three float64 matrix products over the
-    compacted weight, then the gather of the alive elements' scores."""
-    return n_dense * (5.0 + 0.13 * n_p) + n_alive * 3.8
+    ``n_dense`` entries of the compacted weight, then the gather of the scores."""
+    return n_dense * max(6.5, 0.155 * n_p) + n_slots * 1.7
 
 
 class _Layer:
@@ -215,10 +225,7 @@ class _Layer:
         self.owner: Any = None  # the Linearised network (its histogram and settings)
         self.scores = np.zeros(0)
         self.weight: torch.Tensor | None = None
-        if _FORCE_MODE == "sparse":
-            self.sparse = True
-        else:
-            self.build_dense()
+        self.sparse = _FORCE_MODE == "sparse"  # else the first run() chooses
 
     def _views(self, counts: np.ndarray) -> None:
         n = self.n_slots = self.n_alive
@@ -238,8 +245,7 @@ class _Layer:
 
     def kill(self, shift: int, prefix: int) -> None:
         """Kill the alive elements whose score's bits from ``shift`` up are at most
-        ``prefix``; drop the dead slots once fewer than ``_COMPACT_AT`` are alive
-        (rebuilding the dense weight in dense mode); turn sparse once cheaper."""
+        ``prefix`` (zeroing their dense weight entries in dense mode)."""
         dense = self.weight is not None
         w = self.weight.detach().reshape(-1).numpy() if self.weight is not None else np.zeros(0)
         sc, base, cidx = self.scores, self.base, self.cidx
@@ -253,19 +259,34 @@ class _Layer:
                 ]
             )
         )
+
+    def tidy(self) -> None:
+        """After :meth:`kill`: drop the dead slots once fewer than ``_COMPACT_AT`` are
+        alive, then :meth:`settle`."""
         if self.n_alive < _COMPACT_AT * self.n_slots:
             counts = np.zeros(self.n_out, dtype=np.int64)
             n = compact_slots(self.j, self.col, self.base, self.sec, self.cidx, counts)
             assert n == self.n_alive
             self._views(counts)
-            if not self.sparse:
-                self.build_dense()
-        if self.sparse or self.n_p is None or self.weight is None or _FORCE_MODE == "dense":
+            self.weight = None  # stale: rebuilt (channel-compacted again) if still dense
+        self.settle()
+
+    def settle(self) -> None:
+        """Turn sparse, for good, once that is estimated cheaper (known once a forward
+        gave the output size); else make sure the dense weight exists."""
+        if self.sparse:
             return
-        if _FORCE_MODE == "sparse" or _sparse_cost(self.n_slots, self.n_p) < _dense_cost(
-            self.weight.numel(), self.n_slots, self.n_p
-        ):
-            self.sparse, self.weight = True, None
+        if self.n_p is not None and _FORCE_MODE != "dense":
+            n_dense = (
+                self.n_out * self.n_in * self.n_k if self.weight is None else self.weight.numel()
+            )
+            if _FORCE_MODE == "sparse" or _sparse_cost(self.n_slots, self.n_p) < _dense_cost(
+                n_dense, self.n_slots, self.n_p
+            ):
+                self.sparse, self.weight = True, None
+                return
+        if self.weight is None:
+            self.build_dense()
 
     def global_index(self) -> np.ndarray:
         """Global element indices (torch order, offset by ``gbase``) of the alive elements."""
@@ -295,6 +316,7 @@ class _Layer:
             x = F.pad(x, self.prepad[0], mode=self.prepad[1])
         size = self.out_size(tuple(x.shape[2:])) if self.is_conv else ()
         self.n_p = int(np.prod(size, dtype=np.int64))
+        self.settle()
         if self.n_alive == 0:  # no alive element: the output is zero
             return x.new_zeros((1, self.n_out, *size))
         if self.sparse:
@@ -313,12 +335,13 @@ class _Layer:
 
 
 class _Conv(torch.autograd.Function):
-    """A batch-1 convolution as ``W @ unfold(x)`` (compacted ``W``).
+    """A batch-1 convolution as ``W @ unfold(x)`` (compacted ``W``), each product cut
+    into fixed parts (:func:`_cut`, by its size).
 
-    The backward computes the input gradient as ``fold((G^T @ W)^T)`` (reads ``W``
-    in its memory order: about twice as fast as torch's float64 convolution
-    backward on VGG16's 512-channel layers) and the weight gradient as
-    ``G @ unfold(x)^T``.
+    The backward computes the weight gradient as ``G @ unfold(x)^T`` (cut by output
+    channels) and the input gradient as ``fold((G^T @ W)^T)`` (cut by columns of
+    ``W``; reads ``W`` in its memory order: about twice as fast as torch's float64
+    convolution backward on VGG16's 512-channel layers).
     """
 
     @staticmethod
@@ -328,7 +351,10 @@ class _Conv(torch.autograd.Function):
         ctx.save_for_backward(u, w2)
         ctx.layer, ctx.size = layer, tuple(x.shape[2:])
         y = u.new_empty((w2.shape[0], u.shape[1]))
-        _run_parts([lambda a=a, b=b: torch.mm(w2[a:b], u, out=y[a:b]) for a, b in _cut(y.shape[0])])
+        work = w2.numel() * u.shape[1] // 8  # ~ multiply-adds per slot-kernel step
+        _run_parts(
+            [lambda a=a, b=b: torch.mm(w2[a:b], u, out=y[a:b]) for a, b in _cut(y.shape[0], work)]
+        )
         return y.reshape(1, w.shape[0], *layer.out_size(ctx.size))
 
     @staticmethod
@@ -336,20 +362,24 @@ class _Conv(torch.autograd.Function):
         u, w2 = ctx.saved_tensors
         layer: _Layer = ctx.layer
         g = grad.reshape(w2.shape[0], -1).contiguous()
-        want_w, want_x = ctx.needs_input_grad[0:2][::-1]
+        want_x, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         gw = g.new_empty((g.shape[0], u.shape[0])) if want_w else None
+        work = w2.numel() * u.shape[1] // 8
+        outs, ins = _cut(g.shape[0], work), _cut(w2.shape[1], work)
 
         def part(q: int) -> torch.Tensor | None:
-            if gw is not None:
-                a, b = _cut(g.shape[0])[q]
+            if gw is not None and q < len(outs):
+                a, b = outs[q]
                 torch.mm(g[a:b], u.T, out=gw[a:b])
-            if not want_x:
+            if not want_x or q >= len(ins):
                 return None
-            a, b = _cut(w2.shape[1])[q]
+            a, b = ins[q]
             return g.T @ w2[:, a:b]  # reads W in its memory order
 
-        gxt = _run_parts([lambda q=q: part(q) for q in range(_PARTS)])
-        gx = _fold(layer, torch.cat(gxt, dim=1).T, ctx.size) if want_x else None
+        gxt = _run_parts([lambda q=q: part(q) for q in range(max(len(outs), len(ins)))])
+        gx = None
+        if want_x:
+            gx = _fold(layer, torch.cat([t for t in gxt if t is not None], dim=1).T, ctx.size)
         return gx, (gw.reshape(layer.weight.shape) if gw is not None else None), None
 
 
@@ -573,6 +603,17 @@ class Linearised:
         hist[0x8000:] = 0
         return hist
 
+    def _by_layers(self, fn: Callable[[int, _Layer], Any]) -> None:
+        """``fn(q, layer)`` for every layer, the layers dealt in turn to the
+        ``_PARTS`` parts ``q`` (work on separate layers is independent)."""
+        with _one_thread():  # the parts may use threads
+            _run_parts(
+                [
+                    lambda q=q: [fn(q, layer) for layer in self.layers[q::_PARTS]]
+                    for q in range(_PARTS)
+                ]
+            )
+
     def _top_bin(self, k: int) -> tuple[int, int, int, int]:
         """``(shift, prefix, need, n)``: the ``n`` scores whose bits from ``shift`` up
         are ``prefix`` hold the ``k``-th largest, which is the ``need``-th largest of
@@ -587,9 +628,11 @@ class Linearised:
             if hist[b] <= _CAND or shift == 0:
                 return shift, prefix, need, int(hist[b])
             shift -= 16
-            hist = np.zeros(1 << 16, dtype=np.int64)
-            for layer in self.layers:
-                refine_hist(layer.scores, shift, prefix, hist)
+            hists = np.zeros((_PARTS, 1 << 16), dtype=np.int64)
+            self._by_layers(
+                lambda q, layer, s=shift, p=prefix, h=hists: refine_hist(layer.scores, s, p, h[q])
+            )
+            hist = hists.sum(axis=0)
 
     def prune_to(self, k: int) -> None:
         """Keep the ``k`` alive elements first by (score desc, ``|w|**score_power`` desc,
@@ -615,20 +658,34 @@ class Linearised:
             shift, prefix = 0, np.iinfo(np.int64).max  # nothing is above
         else:
             shift, prefix, need, n = self._top_bin(k)
-            vals, secs = np.empty(n), np.empty(n)
-            slots = np.empty(n, dtype=np.int64)
-            m = 0
-            for layer, off in zip(self.layers, self.slot_off[:-1]):
-                m = collect_bin(
-                    layer.scores, layer.sec, shift, prefix, int(off), vals, secs, slots, m
+            vals, secs = np.empty((_PARTS, n)), np.empty((_PARTS, n))
+            slots = np.empty((_PARTS, n), dtype=np.int64)
+            got = np.zeros(_PARTS, dtype=np.int64)
+            offsets = dict(zip(map(id, self.layers), self.slot_off[:-1].tolist()))
+
+            def collect(q: int, layer: _Layer) -> None:
+                got[q] = collect_bin(
+                    layer.scores,
+                    layer.sec,
+                    shift,
+                    prefix,
+                    offsets[id(layer)],
+                    vals[q],
+                    secs[q],
+                    slots[q],
+                    int(got[q]),
                 )
-            assert m == n
-            # the bin's winners: by score desc, secondary key desc, slot (global index) asc
-            winners = slots[np.lexsort((slots, -secs, -vals))[:need]]
-            self.scores[winners] = np.inf  # above every finite bin
+
+            self._by_layers(collect)
+            assert got.sum() == n
+            vals, secs, slots = (
+                np.concatenate([a[q, : got[q]] for q in range(_PARTS)]) for a in (vals, secs, slots)
+            )
+            self.scores[_winners(vals, secs, slots, need)] = np.inf  # above every bin
         with _one_thread():  # the parts may use threads
             for layer in self.layers:
                 layer.kill(shift, prefix)
+            self._by_layers(lambda q, layer: layer.tidy())
         self._layout()
         assert self.n_alive == k
 
@@ -641,3 +698,15 @@ class Linearised:
         """Sum over the alive elements of the last backward's scores."""
         alive = np.concatenate([layer.base >= 0 for layer in self.layers])
         return float(math.fsum(self.scores[: self.slot_off[-1]][alive]))
+
+
+def _winners(vals: np.ndarray, secs: np.ndarray, slots: np.ndarray, need: int) -> np.ndarray:
+    """The slots of the ``need`` first candidates by (value desc, secondary key desc,
+    slot asc): a partition finds the ``need``-th largest value ``v``; the candidates
+    above ``v`` win, and the ties at ``v`` are sorted."""
+    v = np.partition(vals, vals.size - need)[vals.size - need]
+    above = vals > v
+    tied = np.flatnonzero(vals == v)
+    rest = need - int(np.count_nonzero(above))
+    order = np.lexsort((slots[tied], -secs[tied]))[:rest]  # tied values: sec desc, slot asc
+    return np.concatenate([slots[above], slots[tied[order]]])
