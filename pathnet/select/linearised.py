@@ -308,7 +308,16 @@ class _Layer:
         """The ``(n_in * n_k, positions)`` matrix a weight row multiplies."""
         if not self.is_conv:
             return x.reshape(-1, 1)
-        return F.unfold(x, self.kernel, self.dilation, self.padding, self.stride)[0]
+        n_p = int(np.prod(self.out_size(tuple(x.shape[2:])), dtype=np.int64))
+        parts = _run_parts(  # by input channels: blocks of rows
+            [
+                lambda a=a, b=b: F.unfold(
+                    x[:, a:b], self.kernel, self.dilation, self.padding, self.stride
+                )[0]
+                for a, b in _cut(x.shape[1], x.shape[1] * self.n_k * n_p)
+            ]
+        )
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's output (no bias) on input ``x`` (batch 1)."""
@@ -365,7 +374,8 @@ class _Conv(torch.autograd.Function):
         want_x, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         gw = g.new_empty((g.shape[0], u.shape[0])) if want_w else None
         work = w2.numel() * u.shape[1] // 8
-        outs, ins = _cut(g.shape[0], work), _cut(w2.shape[1], work)
+        k = layer.n_k
+        outs, ins = _cut(g.shape[0], work), _cut(w2.shape[1] // k, work)
 
         def part(q: int) -> torch.Tensor | None:
             if gw is not None and q < len(outs):
@@ -373,13 +383,11 @@ class _Conv(torch.autograd.Function):
                 torch.mm(g[a:b], u.T, out=gw[a:b])
             if not want_x or q >= len(ins):
                 return None
-            a, b = ins[q]
-            return g.T @ w2[:, a:b]  # reads W in its memory order
+            a, b = ins[q]  # input channels: the fold of their columns is their gradient
+            return _fold(layer, (g.T @ w2[:, a * k : b * k]).T, ctx.size)  # W in memory order
 
-        gxt = _run_parts([lambda q=q: part(q) for q in range(max(len(outs), len(ins)))])
-        gx = None
-        if want_x:
-            gx = _fold(layer, torch.cat([t for t in gxt if t is not None], dim=1).T, ctx.size)
+        gxs = _run_parts([lambda q=q: part(q) for q in range(max(len(outs), len(ins)))])
+        gx = torch.cat([t for t in gxs if t is not None], dim=1) if want_x else None
         return gx, (gw.reshape(layer.weight.shape) if gw is not None else None), None
 
 
@@ -424,26 +432,26 @@ class _Sparse(torch.autograd.Function):
         net: Linearised = layer.owner
         g = grad.reshape(layer.n_out, -1).contiguous()
         input_grad = bool(ctx.needs_input_grad[0])
-        gus = [torch.zeros_like(u) if input_grad else u.new_zeros((0, 0)) for _ in range(_PARTS)]
         un, gn = u.numpy(), g.numpy()
 
-        def part(q: int, r0: int, r1: int) -> None:
+        def part(r0: int, r1: int) -> torch.Tensor | None:
             rowptr, a, b = layer.rowptr, layer.rowptr[r0], layer.rowptr[r1]
             sparse_scores(rowptr, layer.col, un, gn, layer.scores, r0, r1)
-            if input_grad:
-                sparse_input_grad(rowptr, layer.col, layer.base, gn, gus[q].numpy(), r0, r1)
             finish_scores(layer.scores[a:b], layer.base[a:b], layer.sec[a:b], net.absolute, net.sec)
+            if not input_grad:
+                return None
+            gu = torch.zeros_like(u)
+            sparse_input_grad(rowptr, layer.col, layer.base, gn, gu.numpy(), r0, r1)
+            return _fold(layer, gu, ctx.size)  # fold is linear: the parts' sum is the fold
 
-        _run_parts(
-            [lambda q=q, a=a, b=b: part(q, a, b) for q, (a, b) in enumerate(_row_cut(layer.rowptr))]
-        )
+        gxs = _run_parts([lambda a=a, b=b: part(a, b) for a, b in _row_cut(layer.rowptr)])
         layer.scored = True
         if not input_grad:
             return None, None, None
-        gu = gus[0]
-        for other in gus[1:]:
-            gu += other
-        return _fold(layer, gu, ctx.size), None, None
+        gx = gxs[0]
+        for other in gxs[1:]:
+            gx += other
+        return gx, None, None
 
 
 class _LayerModule(nn.Module):
