@@ -1,11 +1,15 @@
-"""Numba kernels: the bookkeeping of :class:`pathnet.select.linearised.Linearised`.
+"""Numba kernels of :class:`pathnet.select.linearised.Linearised`.
 
-Each prunable layer keeps its alive weight elements as parallel arrays in
-ascending torch order: output channel ``j``, input channel ``i``, kernel
-position ``k``, forward weight ``base`` and secondary key ``sec``. Every step
-compacts these arrays in place, maps the alive channels to a dense compacted
-weight and gathers the scores from its gradient. All kernels are sequential
-single passes: the results do not depend on the thread count.
+Each prunable layer keeps its alive weight elements as parallel slot arrays in
+ascending torch order: output channel ``j``, column ``col = i * n_k + k`` of the
+flattened weight, forward weight ``base`` (``-1``: dead) and secondary key
+``sec``. The kernels build these arrays, map them into a channel-compacted dense
+weight (dense mode), run a layer over them as CSR rows (sparse mode: forward,
+scores, input gradient, each on a range of rows), gather and finish the scores,
+count them by the top 16 bits of their float64 patterns, and kill and compact
+the slots. Every kernel is a sequential pass over the range it is given; the
+callers cut the work at fixed places, so results do not depend on the thread
+count.
 """
 
 from __future__ import annotations

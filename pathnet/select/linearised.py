@@ -4,27 +4,48 @@ SynFlow, SynFlow-L2 and the path-kernel trace all work on the same object: a
 float64 copy of the model in eval mode where every floating-point entry of the
 state dict is replaced by ``|x|`` (``p=1``) or ``x**2`` (``p=2``), fed an all-ones
 input of batch 1, with ``R = sum(output)``. :class:`Linearised` builds that copy
-and swaps each prunable Linear / Conv2d for a layer that convolves with the
-*alive* weight elements only, *channel-compacted*: input channels that no alive
-element reads and output channels that no alive element writes are dropped from
-the convolution (they contribute exactly zero), and the output is scattered back
-to its full channel count. torch runs everything (float64 convolutions, padding,
-pooling, strides, BatchNorm in eval mode, residual additions, activations) and
-autograd gives every alive element's gradient in one backward pass, so the
-computation is the one plain autograd does on the masked network, on smaller
-convolutions: as pruning goes on, whole channels die and the cost of a step falls
-(VGG16, SynFlow-L2 to 1%: the last block's 512x512 convolutions are about
-300x100 wide at step 75 of 100). A convolution runs as ``W @ unfold(x)``, its
-backward as ``G @ unfold(x)^T`` and ``fold((G^T @ W)^T)``, all on one torch
-thread; numba (:mod:`pathnet._kernels.linconv`) keeps the alive elements, gathers
-their scores and finds the k-th largest. Pruned elements are zeroed in the
-compacted weight at once and dropped from the arrays (with a recompaction of the
-channels) once fewer than ``_COMPACT_AT`` of a layer's slots are alive.
+and swaps each prunable Linear / Conv2d for a layer that computes with its
+*alive* weight elements only. torch runs everything else (padding, pooling,
+strides, BatchNorm in eval mode, residual additions, activations) and autograd
+carries the gradients between layers, so the computation is the one plain
+autograd does on the masked network.
 
-Numbers are float64 throughout. The compacted convolutions add the same nonzero
-terms as the full ones, possibly in another order (a different matrix shape), so
-results equal float64 autograd on the masked network to rounding (relative
-``~1e-15``); the tests compare masks and traces with plain autograd references.
+Each layer runs in one of two modes, whichever is estimated cheaper (a cost
+model measured on VGG16's layer shapes; once sparse, a layer stays sparse):
+
+* **dense**: a *channel-compacted* dense weight (input channels that no alive
+  element reads and output channels that no alive element writes are dropped:
+  they contribute exactly zero), the convolution as ``W @ unfold(x)``, its
+  backward as ``G @ unfold(x)^T`` and ``fold((G^T @ W)^T)`` (torch float64
+  products); numba gathers the alive elements' scores from the weight gradient.
+  Pruned elements are zeroed in the weight at once; the weight is rebuilt, with
+  the channels compacted again, when the dead slots are dropped.
+* **sparse**: the alive elements as CSR rows over the output channels, and three
+  numba kernels (:mod:`pathnet._kernels.linconv`): the forward, the scores
+  ``g[j] . unfold(x)[col]`` and the input gradient, each touching alive elements
+  only. VGG16's 2x2 and 4x4 layers start sparse; the larger maps turn sparse as
+  pruning thins them.
+
+The alive elements of every layer are parallel slot arrays (output channel,
+column, forward weight, secondary key); pruned slots are marked dead and dropped
+once fewer than ``_COMPACT_AT`` of a layer's slots are alive. The top-k is a
+radix selection on the float64 bit patterns of the scores (exact, ties broken by
+the secondary key and the global index).
+
+**Threads.** Each layer's work (its products, kernels, unfold and fold, the
+score gather and the pruning passes) is cut into up to ``_PARTS`` (two) fixed
+parts, at places that depend on the sizes only; the parts run on separate
+threads when the caller's ``torch.get_num_threads()`` is at least two, each on
+one torch thread, and are combined in a fixed order. The masks and traces are
+therefore the same on any thread count (tested on one and two threads with every
+product cut).
+
+Numbers are float64 throughout. The compacted products and the kernels add the
+same nonzero terms as the full convolution, in another order, so results equal
+float64 autograd on the masked network to rounding (relative ``~1e-15``); the
+tests compare masks and traces with plain autograd references, with every layer
+dense, every layer sparse and the modes chosen by cost. Speed (VGG16, SynFlow-L2
+to 1% in 100 steps, 2 threads): see ``benchmarks/bench_synflow.py``.
 """
 
 from __future__ import annotations
