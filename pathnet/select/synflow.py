@@ -159,7 +159,9 @@ def synflow(
         Steps of the exponential schedule.
     backend : {"network", "graph", "autograd"}, default "network"
         ``"network"``: the published algorithm, exactly, on the network as torch
-        runs it (float64, channel-compacted convolutions of the alive weights). ``"graph"``: sweeps
+        runs it (float64, every layer over its alive weights only, dense or sparse,
+        on up to two threads with the same result on any thread count;
+        :mod:`pathnet.select.linearised`). ``"graph"``: sweeps
         on the channel-level DAG, a fast approximation that is exact for MLPs
         and circular padding only (see the module docstring for its error).
         ``"autograd"``: the plain torch loop, the slow reference of ``"network"``.
