@@ -57,6 +57,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -273,9 +274,7 @@ class _Layer:
         self.n_alive -= sum(
             _run_parts(
                 [
-                    lambda a=a, b=b: kill_below(
-                        sc[a:b], shift, prefix, base[a:b], cidx[a:b], w, dense
-                    )
+                    partial(kill_below, sc[a:b], shift, prefix, base[a:b], cidx[a:b], w, dense)
                     for a, b in _cut(self.n_slots)
                 ]
             )
@@ -332,13 +331,11 @@ class _Layer:
         n_p = int(np.prod(self.out_size(tuple(x.shape[2:])), dtype=np.int64))
         parts = _run_parts(  # by input channels: blocks of rows
             [
-                lambda a=a, b=b: F.unfold(
-                    x[:, a:b], self.kernel, self.dilation, self.padding, self.stride
-                )[0]
+                partial(F.unfold, x[:, a:b], self.kernel, self.dilation, self.padding, self.stride)
                 for a, b in _cut(x.shape[1], x.shape[1] * self.n_k * n_p)
             ]
         )
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        return parts[0][0] if len(parts) == 1 else torch.cat([t[0] for t in parts])
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's output (no bias) on input ``x`` (batch 1)."""
@@ -382,9 +379,7 @@ class _Conv(torch.autograd.Function):
         ctx.layer, ctx.size = layer, tuple(x.shape[2:])
         y = u.new_empty((w2.shape[0], u.shape[1]))
         work = w2.numel() * u.shape[1] // 8  # ~ multiply-adds per slot-kernel step
-        _run_parts(
-            [lambda a=a, b=b: torch.mm(w2[a:b], u, out=y[a:b]) for a, b in _cut(y.shape[0], work)]
-        )
+        _run_parts([partial(torch.mm, w2[a:b], u, out=y[a:b]) for a, b in _cut(y.shape[0], work)])
         return y.reshape(1, w.shape[0], *layer.out_size(ctx.size))
 
     @staticmethod
@@ -407,8 +402,9 @@ class _Conv(torch.autograd.Function):
             a, b = ins[q]  # input channels: the fold of their columns is their gradient
             return _fold(layer, (g.T @ w2[:, a * k : b * k]).T, ctx.size)  # W in memory order
 
-        gxs = _run_parts([lambda q=q: part(q) for q in range(max(len(outs), len(ins)))])
+        gxs = _run_parts([partial(part, q) for q in range(max(len(outs), len(ins)))])
         gx = torch.cat([t for t in gxs if t is not None], dim=1) if want_x else None
+        assert layer.weight is not None
         return gx, (gw.reshape(layer.weight.shape) if gw is not None else None), None
 
 
@@ -437,7 +433,7 @@ class _Sparse(torch.autograd.Function):
         un, yn = u.numpy(), y.numpy()
         _run_parts(
             [
-                lambda a=a, b=b: sparse_forward(layer.rowptr, layer.col, layer.base, un, yn, a, b)
+                partial(sparse_forward, layer.rowptr, layer.col, layer.base, un, yn, a, b)
                 for a, b in _row_cut(layer.rowptr)
             ]
         )
@@ -465,7 +461,7 @@ class _Sparse(torch.autograd.Function):
             sparse_input_grad(rowptr, layer.col, layer.base, gn, gu.numpy(), r0, r1)
             return _fold(layer, gu, ctx.size)  # fold is linear: the parts' sum is the fold
 
-        gxs = _run_parts([lambda a=a, b=b: part(a, b) for a, b in _row_cut(layer.rowptr)])
+        gxs = _run_parts([partial(part, a, b) for a, b in _row_cut(layer.rowptr)])
         layer.scored = True
         if not input_grad:
             return None, None, None
@@ -614,7 +610,7 @@ class Linearised:
             )
 
         with _one_thread():  # the parts may use threads
-            _run_parts([lambda a=a, b=b: part(a, b) for a, b in _cut(layer.n_slots)])
+            _run_parts([partial(part, a, b) for a, b in _cut(layer.n_slots)])
 
     def _histogram(self) -> np.ndarray:
         """The alive scores counted by the top 16 bits of their float64 patterns
@@ -624,7 +620,7 @@ class Linearised:
         with _one_thread():  # the parts may use threads
             _run_parts(
                 [
-                    lambda q=q, a=a, b=b: count_bins(scores[a:b], hists[q])
+                    partial(count_bins, scores[a:b], hists[q])
                     for q, (a, b) in enumerate(_cut(scores.size))
                 ]
             )
@@ -635,13 +631,13 @@ class Linearised:
     def _by_layers(self, fn: Callable[[int, _Layer], Any]) -> None:
         """``fn(q, layer)`` for every layer, the layers dealt in turn to the
         ``_PARTS`` parts ``q`` (work on separate layers is independent)."""
+
+        def run(q: int) -> None:
+            for layer in self.layers[q::_PARTS]:
+                fn(q, layer)
+
         with _one_thread():  # the parts may use threads
-            _run_parts(
-                [
-                    lambda q=q: [fn(q, layer) for layer in self.layers[q::_PARTS]]
-                    for q in range(_PARTS)
-                ]
-            )
+            _run_parts([partial(run, q) for q in range(_PARTS)])
 
     def _top_bin(self, k: int) -> tuple[int, int, int, int]:
         """``(shift, prefix, need, n)``: the ``n`` scores whose bits from ``shift`` up
@@ -658,9 +654,7 @@ class Linearised:
                 return shift, prefix, need, int(hist[b])
             shift -= 16
             hists = np.zeros((_PARTS, 1 << 16), dtype=np.int64)
-            self._by_layers(
-                lambda q, layer, s=shift, p=prefix, h=hists: refine_hist(layer.scores, s, p, h[q])
-            )
+            self._by_layers(partial(_refine_layer, shift, prefix, hists))
             hist = hists.sum(axis=0)
 
     def prune_to(self, k: int) -> None:
@@ -739,3 +733,7 @@ def _winners(vals: np.ndarray, secs: np.ndarray, slots: np.ndarray, need: int) -
     rest = need - int(np.count_nonzero(above))
     order = np.lexsort((slots[tied], -secs[tied]))[:rest]  # tied values: sec desc, slot asc
     return np.concatenate([slots[above], slots[tied[order]]])
+
+
+def _refine_layer(shift: int, prefix: int, hists: np.ndarray, q: int, layer: _Layer) -> None:
+    refine_hist(layer.scores, shift, prefix, hists[q])
