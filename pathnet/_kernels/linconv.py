@@ -230,6 +230,17 @@ def sparse_input_grad(
                     gu[c, q] += b * g[r, q]
 
 
+@njit(cache=True, inline="always")
+def _score(g: float, base: float, sec: float, absolute: bool, use_sec: bool) -> float:
+    """A slot's score from its gradient ``g``: ``abs`` if ``absolute``, times ``sec``
+    if ``use_sec``; ``-1`` if the slot is dead (``base < 0``)."""
+    if absolute:
+        g = abs(g)
+    if use_sec:
+        g *= sec
+    return g if base >= 0 else -1.0
+
+
 @njit(cache=True, nogil=True)
 def finish_scores(
     scores: np.ndarray, base: np.ndarray, sec: np.ndarray, absolute: bool, use_sec: bool
@@ -237,12 +248,7 @@ def finish_scores(
     """Turn gradients into scores in place: ``abs`` if ``absolute``, times ``sec`` if
     ``use_sec``, ``-1`` for a dead slot (``base < 0``)."""
     for s in range(scores.size):
-        v = scores[s]
-        if absolute:
-            v = abs(v)
-        if use_sec:
-            v *= sec[s]
-        scores[s] = v if base[s] >= 0 else -1.0
+        scores[s] = _score(scores[s], base[s], sec[s], absolute, use_sec)
 
 
 @njit(cache=True, nogil=True)
@@ -258,12 +264,7 @@ def gather_scores(
     """``out[s] = g[cidx[s]]`` (``abs`` if ``absolute``, times ``sec[s]`` if
     ``use_sec``); ``-1`` for a dead slot (``base < 0``)."""
     for s in range(cidx.size):
-        v = g[cidx[s]]
-        if absolute:
-            v = abs(v)
-        if use_sec:
-            v *= sec[s]
-        out[s] = v if base[s] >= 0 else -1.0
+        out[s] = _score(g[cidx[s]], base[s], sec[s], absolute, use_sec)
 
 
 @njit(cache=True, nogil=True)
