@@ -154,7 +154,7 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-_MIN_PART = 1 << 16  # less work than this many elements (or slots) is not cut
+_MIN_PART = 1 << 18  # less work than this many elements (or slots) is not cut
 
 
 def _cut(n: int, work: int | None = None) -> list[tuple[int, int]]:
