@@ -23,7 +23,8 @@ model measured on VGG16's layer shapes; once sparse, a layer stays sparse):
 * **sparse**: the alive elements as CSR rows over the output channels, and three
   numba kernels (:mod:`pathnet._kernels.linconv`): the forward, the scores
   ``g[j] . unfold(x)[col]`` and the input gradient, each touching alive elements
-  only. VGG16's 2x2 and 4x4 layers start sparse; the larger maps turn sparse as
+  only. VGG16's 2x2 layers start sparse, its 4x4 ones within the first steps; the
+  larger maps turn sparse as
   pruning thins them.
 
 The alive elements of every layer are parallel slot arrays (output channel,

@@ -38,16 +38,17 @@ the state dict (weights, biases, BatchNorm affine parameters and running
 statistics) is replaced by its absolute value (by its square for the "phew"
 variant), an all-ones input of shape ``(1, *input_shape)``, ``R = sum(output)``,
 one forward and backward pass per step, scores compared as float64 numbers.
-Each Linear / Conv2d of the copy is swapped for a layer that convolves with
-the alive weight elements only, dropping the input and output channels that no
-alive element touches (they contribute exact zeros), so a step gets cheaper as
-whole channels die (:mod:`pathnet.select.linearised`); torch runs the float64
-arithmetic, numba the bookkeeping and the top-k. Its masks equal the plain
-autograd loop's (``tests/test_synflow.py`` compares them on zero-padded conv
-nets, ResNet20 and VGG16 at 10/5/2%; on VGG16 and ResNet20 at 1% with 100
-steps, SynFlow and SynFlow-L2, no element differs), up to ties closer than
-float64 rounding (none seen). Time, 100 steps to 1%, one thread on a loaded
-2-core machine: VGG16 about 12-14 s, ResNet20 about 1 s
+Each Linear / Conv2d of the copy is swapped for a layer that computes with its
+alive weight elements only, dense (channel-compacted torch products) or sparse
+(numba kernels over the alive elements), each layer's work cut into two fixed
+parts that run on two threads when torch has two, with the same result on any
+thread count (:mod:`pathnet.select.linearised`); a radix selection finds the
+top-k. Its masks equal the plain autograd loop's (``tests/test_synflow.py``
+compares them on zero-padded conv nets, ResNet20 and VGG16 at 10/5/2%, every
+layer dense, every layer sparse or chosen by cost; on VGG16 and ResNet20 at 1%
+with 100 steps, SynFlow and SynFlow-L2, no element differs), up to ties closer
+than float64 rounding (none seen). Time, 100 steps to 1%, two threads, idle
+2-core machine (under load from a test run): VGG16 5.9-6.5 s, ResNet20 1.8-2.0 s
 (``benchmarks/bench_synflow.py``). It needs the torch model: a :class:`LayeredDAG` alone is
 refused with a message that names ``backend="graph"``.
 
