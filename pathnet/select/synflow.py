@@ -47,8 +47,8 @@ top-k. Its masks equal the plain autograd loop's (``tests/test_synflow.py``
 compares them on zero-padded conv nets, ResNet20 and VGG16 at 10/5/2%, every
 layer dense, every layer sparse or chosen by cost; on VGG16 and ResNet20 at 1%
 with 100 steps, SynFlow and SynFlow-L2, no element differs), up to ties closer
-than float64 rounding (none seen). Time, 100 steps to 1%, two threads, idle
-2-core machine (under load from a test run): VGG16 5.9-6.5 s, ResNet20 1.8-2.0 s
+than float64 rounding (none seen). Time, 100 steps to 1%, two threads, 2-core
+machine: VGG16 5.9-6.5 s (idle), ResNet20 1.8-2.0 s (beside a test run)
 (``benchmarks/bench_synflow.py``). It needs the torch model: a :class:`LayeredDAG` alone is
 refused with a message that names ``backend="graph"``.
 
