@@ -503,3 +503,35 @@ def test_nested_masks_record_one_schedule():
     lo, mid, hi = masks[1], masks[2], masks[0]
     for name in lo:
         assert bool((lo[name] <= mid[name]).all() and (mid[name] <= hi[name]).all())
+
+
+def _parts_in_child(queue) -> None:  # runs in a forked child
+    import pathnet.select.linearised as lin_module
+
+    lin_module._state.workers = 2
+    queue.put(lin_module._run_parts([lambda: 1, lambda: 2]))
+
+
+def test_parts_run_in_a_forked_child():
+    # the parent's worker thread does not survive a fork: the child starts its own pool
+    # (torch itself cannot run multi-threaded in a child forked after it did; the parts
+    # run one torch thread each, so they can)
+    import multiprocessing
+
+    import pathnet.select.linearised as lin_module
+
+    lin_module._state.workers = 2
+    try:
+        assert lin_module._run_parts([lambda: 1, lambda: 2]) == [1, 2]  # starts the pool
+    finally:
+        lin_module._state.workers = 1
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_parts_in_child, args=(queue,))
+    child.start()
+    try:
+        assert queue.get(timeout=60) == [1, 2]
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()

@@ -55,6 +55,7 @@ import contextlib
 import copy
 import itertools
 import math
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -113,6 +114,7 @@ def linearised_copy(model: nn.Module, p: int, buffers: bool = True) -> nn.Module
 _PARTS = 2  # every layer's work is cut into this many fixed parts
 _state = threading.local()  # .workers: threads the parts may use in this pass
 _pool: ThreadPoolExecutor | None = None
+_pool_pid = -1  # the process that started _pool (its threads do not survive a fork)
 _pool_lock = threading.Lock()
 
 
@@ -125,12 +127,13 @@ def _run_parts(calls: list[Callable[[], Any]]) -> list[Any]:
     caller allowed several. The parts are fixed (cut at the same places whatever
     the thread count, each computed the same way), so the results do not depend
     on how many threads run them."""
-    global _pool
+    global _pool, _pool_pid
     if getattr(_state, "workers", 1) <= 1 or len(calls) <= 1:
         return [call() for call in calls]
     with _pool_lock:
-        if _pool is None:
+        if _pool is None or _pool_pid != os.getpid():  # none yet, or a forked child's copy
             _pool = ThreadPoolExecutor(_PARTS - 1, "pathnet-linearised", _pool_thread)
+            _pool_pid = os.getpid()
     futures = [_pool.submit(call) for call in calls[1:]]
     return [calls[0](), *(f.result() for f in futures)]
 
