@@ -185,8 +185,8 @@ def _row_cut(rowptr: np.ndarray) -> list[tuple[int, int]]:
 
 def _sparse_cost(n_slots: int, n_p: int) -> float:
     """Estimated ns of a sparse-mode step (forward, scores, input gradient) over
-    ``n_slots`` slots with ``n_p`` output positions; measured on VGG16's layer
-    shapes, one thread (``/tmp`` micro-benchmarks, see the module docstring)."""
+    ``n_slots`` slots with ``n_p`` output positions; fitted to timings of the
+    kernels on VGG16's layer shapes, one thread."""
     return n_slots * (3.0 + 0.45 * n_p)
 
 
@@ -201,7 +201,8 @@ class _Layer:
 
     The alive elements are parallel arrays in torch order (output channel ``j``,
     column ``col = i * n_k + k`` of the flattened weight, forward weight ``base``,
-    secondary key ``sec``), compacted after every pruning step. In *dense* mode the
+    secondary key ``sec``; dead slots have ``base = -1``), dropped once fewer than
+    ``_COMPACT_AT`` of the slots are alive. In *dense* mode the
     layer also keeps a channel-compacted dense weight (``cidx``: each element's
     index in it) and runs torch matrix products; in *sparse* mode it runs the CSR
     kernels of :mod:`pathnet._kernels.linconv` over the alive elements only. A
@@ -244,12 +245,12 @@ class _Layer:
         self.n_alive = int(self._j.size)
         counts = np.bincount(self._j, minlength=self.n_out)
         self._views(counts)
-        self.sparse = False
         self.n_p: int | None = None  # output positions, known after a forward
         self.token = torch.zeros((), dtype=torch.float64, requires_grad=True)
         self.scored = False
         self.owner: Any = None  # the Linearised network (its histogram and settings)
         self.scores = np.zeros(0)
+        self.offset = 0  # of ``scores`` in the network's score array
         self.weight: torch.Tensor | None = None
         self.sparse = _FORCE_MODE == "sparse"  # else the first run() chooses
 
@@ -332,11 +333,11 @@ class _Layer:
         """The ``(n_in * n_k, positions)`` matrix a weight row multiplies."""
         if not self.is_conv:
             return x.reshape(-1, 1)
-        n_p = int(np.prod(self.out_size(tuple(x.shape[2:])), dtype=np.int64))
+        assert self.n_p is not None  # set by run(), the only caller's caller
         parts = _run_parts(  # by input channels: blocks of rows
             [
                 partial(F.unfold, x[:, a:b], self.kernel, self.dilation, self.padding, self.stride)
-                for a, b in _cut(x.shape[1], x.shape[1] * self.n_k * n_p)
+                for a, b in _cut(x.shape[1], x.shape[1] * self.n_k * self.n_p)
             ]
         )
         return parts[0][0] if len(parts) == 1 else torch.cat([t[0] for t in parts])
@@ -370,9 +371,9 @@ class _Conv(torch.autograd.Function):
     into fixed parts (:func:`_cut`, by its size).
 
     The backward computes the weight gradient as ``G @ unfold(x)^T`` (cut by output
-    channels) and the input gradient as ``fold((G^T @ W)^T)`` (cut by columns of
-    ``W``; reads ``W`` in its memory order: about twice as fast as torch's float64
-    convolution backward on VGG16's 512-channel layers).
+    channels) and the input gradient as ``fold((G^T @ W)^T)`` (cut by input channels,
+    each part folding its own columns; reads ``W`` in its memory order: about twice as
+    fast as torch's float64 convolution backward on VGG16's 512-channel layers).
     """
 
     @staticmethod
@@ -425,8 +426,7 @@ class _Sparse(torch.autograd.Function):
     The forward is ``y[j] = sum base * unfold(x)[col]`` per output channel; the
     backward writes each alive element's score (its gradient ``g[j] .
     unfold(x)[col]``, transformed as the network asks) straight into the layer's
-    score array, counts it in the network's histogram and accumulates the input
-    gradient. ``token`` (a scalar that requires grad) keeps the layer in the
+    score array and accumulates the input gradient. ``token`` (a scalar that requires grad) keeps the layer in the
     autograd graph when ``x`` does not require grad.
     """
 
@@ -560,7 +560,6 @@ class Linearised:
         for layer in self.layers:
             layer.owner = self
         self.sec = score_power != 0  # scores carry the factor |w| ** score_power
-        self.hist = np.zeros(1 << 16, dtype=np.int64)  # the scores' top 16 bits
         self.scores = np.zeros(sum(layer.n_alive for layer in self.layers))
         self._layout()
 
@@ -570,7 +569,7 @@ class Linearised:
         sizes = [layer.n_slots for layer in self.layers]
         self.slot_off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         for layer, a, b in zip(self.layers, self.slot_off[:-1], self.slot_off[1:]):
-            layer.scores = self.scores[a:b]
+            layer.scores, layer.offset = self.scores[a:b], int(a)
         self.n_alive = sum(layer.n_alive for layer in self.layers)
 
     def total(self) -> float:
@@ -643,11 +642,11 @@ class Linearised:
         with _one_thread():  # the parts may use threads
             _run_parts([partial(run, q) for q in range(_PARTS)])
 
-    def _top_bin(self, k: int) -> tuple[int, int, int, int]:
+    def _top_bin(self, hist: np.ndarray, k: int) -> tuple[int, int, int, int]:
         """``(shift, prefix, need, n)``: the ``n`` scores whose bits from ``shift`` up
         are ``prefix`` hold the ``k``-th largest, which is the ``need``-th largest of
-        them; ``n <= _CAND`` unless all bits are used."""
-        hist, shift, prefix, need = self.hist, 48, 0, k
+        them; ``n <= _CAND`` unless all bits are used. ``hist``: :meth:`_histogram`."""
+        shift, prefix, need = 48, 0, k
         while True:
             above = np.cumsum(hist[::-1])  # above[m]: scores in the top m + 1 bins
             m = int(np.searchsorted(above, need))  # first m with above[m] >= need
@@ -667,8 +666,8 @@ class Linearised:
 
         Radix selection on the float64 bit patterns, which order like the values for
         non-negative numbers: the histogram of the scores' top 16 bits finds the bin
-        of the ``k``-th largest (refined by the
-        next 16 bits while it holds over ``_CAND`` scores); the bin's scores are
+        of the ``k``-th largest (refined by the next 16 bits while it holds over
+        ``_CAND`` scores); the bin's scores are
         sorted by the full key, and one pass keeps everything above the bin plus
         the bin's winners. Exact and deterministic. Dead slots (score ``-1``, a
         negative pattern) never match a bin."""
@@ -676,19 +675,18 @@ class Linearised:
             raise ValueError(f"k must be in [0, {self.n_alive}], got {k}")
         if k == self.n_alive:
             return
-        self.hist = self._histogram()
-        if self.hist[_NONFINITE:].any():
+        hist = self._histogram()
+        if hist[_NONFINITE:].any():
             raise OverflowError("the scores overflow float64")
-        if int(self.hist.sum()) != self.n_alive:
+        if int(hist.sum()) != self.n_alive:
             raise ValueError("prune_to needs non-negative scores (absolute=True)")
         if k == 0:
             shift, prefix = 0, np.iinfo(np.int64).max  # nothing is above
         else:
-            shift, prefix, need, n = self._top_bin(k)
+            shift, prefix, need, n = self._top_bin(hist, k)
             vals, secs = np.empty((_PARTS, n)), np.empty((_PARTS, n))
             slots = np.empty((_PARTS, n), dtype=np.int64)
             got = np.zeros(_PARTS, dtype=np.int64)
-            offsets = dict(zip(map(id, self.layers), self.slot_off[:-1].tolist()))
 
             def collect(q: int, layer: _Layer) -> None:
                 got[q] = collect_bin(
@@ -696,7 +694,7 @@ class Linearised:
                     layer.sec,
                     shift,
                     prefix,
-                    offsets[id(layer)],
+                    layer.offset,
                     vals[q],
                     secs[q],
                     slots[q],
