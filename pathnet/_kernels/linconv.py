@@ -21,13 +21,16 @@ __all__ = [
     "alive_elements",
     "channel_maps",
     "collect_bin",
+    "column_hashes",
     "compact_slots",
     "count_bins",
     "fill_weight",
     "finish_scores",
     "gather_scores",
     "kill_below",
+    "patch_groups",
     "refine_hist",
+    "same_columns",
     "sparse_forward",
     "sparse_input_grad",
     "sparse_scores",
@@ -102,6 +105,93 @@ def fill_weight(
         c = (omap[j[s]] * n_in_c + imap[col[s] // n_k]) * n_k + col[s] % n_k
         cidx[s] = c
         w[c] = base[s]
+
+
+# ------------------------------------------------------------- repeated columns
+# On an all-ones input the activations of a convolutional net repeat away from
+# the borders: many columns of ``unfold(x)`` (and of the output gradient) are
+# equal, and the products need each distinct column once.
+
+
+@njit(cache=True, nogil=True)
+def column_hashes(a: np.ndarray, p0: int, p1: int, hashes: np.ndarray) -> None:
+    """``hashes[p]`` for the columns ``p0 <= p < p1`` of the C-contiguous matrix ``a``:
+    a 64-bit hash of the column's float64 bit patterns (bitwise-equal columns hash
+    equal; a caller that groups by hash must still compare the columns)."""
+    bits = a.view(np.uint64)
+    mult = np.uint64(0x9E3779B97F4A7C15)
+    for p in range(p0, p1):
+        hashes[p] = np.uint64(0x6A09E667F3BCC909)
+    for k in range(a.shape[0]):
+        for p in range(p0, p1):
+            h = (hashes[p] ^ bits[k, p]) * mult
+            hashes[p] = h ^ (h >> np.uint64(29))
+
+
+@njit(cache=True, nogil=True)
+def same_columns(a: np.ndarray, rep: np.ndarray, p0: int, p1: int) -> bool:
+    """Whether every column ``p0 <= p < p1`` of the C-contiguous ``a`` equals, bit for
+    bit, column ``rep[p]``."""
+    bits = a.view(np.uint64)
+    for k in range(a.shape[0]):
+        for p in range(p0, p1):
+            if bits[k, p] != bits[k, rep[p]]:
+                return False
+    return True
+
+
+@njit(cache=True)
+def patch_groups(
+    pid: np.ndarray, n_ids: int, geom: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Group a convolution's output positions by the input columns they read.
+
+    ``pid[y * w + x]`` names the input column at ``(y, x)`` (equal ids: equal
+    columns; ``0 <= pid < n_ids``); ``geom`` is ``(h, w, oh, ow, kh, kw, sh, sw, ph,
+    pw, dh, dw)``. Two output positions fall in one group when every kernel tap
+    reads the same column id (or padding at both). Returns ``(inv, first, idx,
+    ok)``: the group of each output position, the first position of each group,
+    for each tap and group the flat index into the zero-padded input (``(h + 2 ph)
+    * (w + 2 pw)`` positions) that it reads, and ``False`` (nothing grouped) on a
+    collision of the 64-bit keys the positions are sorted by."""
+    h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw = geom
+    n_p, n_k = oh * ow, kh * kw
+    taps = np.empty((n_p, n_k), dtype=np.int64)
+    key = np.empty(n_p, dtype=np.uint64)
+    mult = np.uint64(0x9E3779B97F4A7C15)
+    for p in range(n_p):
+        hk = np.uint64(0x6A09E667F3BCC909)
+        for ky in range(kh):
+            for kx in range(kw):
+                y = (p // ow) * sh - ph + ky * dh
+                x = (p % ow) * sw - pw + kx * dw
+                t = pid[y * w + x] if 0 <= y < h and 0 <= x < w else n_ids  # n_ids: padding
+                taps[p, ky * kw + kx] = t
+                hk = (hk ^ np.uint64(t)) * mult
+                hk ^= hk >> np.uint64(29)
+        key[p] = hk
+    order = np.argsort(key, kind="mergesort")  # stable: each run starts at its first position
+    inv = np.empty(n_p, dtype=np.int64)
+    first = np.empty(n_p, dtype=np.int64)
+    n_g = 0
+    for q in range(n_p):
+        p = order[q]
+        if q > 0 and key[p] == key[order[q - 1]]:
+            f = first[n_g - 1]
+            for k in range(n_k):
+                if taps[p, k] != taps[f, k]:  # a collision: give up the grouping
+                    return inv, first[:0], np.empty((n_k, 0), dtype=np.int64), False
+        else:
+            first[n_g] = p
+            n_g += 1
+        inv[p] = n_g - 1
+    idx = np.empty((n_k, n_g), dtype=np.int64)
+    for g in range(n_g):
+        oy, ox = first[g] // ow, first[g] % ow
+        for ky in range(kh):
+            for kx in range(kw):
+                idx[ky * kw + kx, g] = (oy * sh + ky * dh) * (w + 2 * pw) + ox * sw + kx * dw
+    return inv, first[:n_g], idx, True
 
 
 # ---------------------------------------------------------------- sparse layers

@@ -51,6 +51,7 @@ to 1% in 100 steps, 2 threads): see ``benchmarks/bench_synflow.py``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import itertools
@@ -71,13 +72,16 @@ from pathnet._kernels.linconv import (
     alive_elements,
     channel_maps,
     collect_bin,
+    column_hashes,
     compact_slots,
     count_bins,
     fill_weight,
     finish_scores,
     gather_scores,
     kill_below,
+    patch_groups,
     refine_hist,
+    same_columns,
     sparse_forward,
     sparse_input_grad,
     sparse_scores,
@@ -115,6 +119,7 @@ _PARTS = 2  # every layer's work is cut into this many fixed parts
 _state = threading.local()  # .workers: threads the parts may use in this pass
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = -1  # the process that started _pool (its threads do not survive a fork)
+_scorer: ThreadPoolExecutor | None = None  # the deferred score computations (one thread)
 _pool_lock = threading.Lock()
 
 
@@ -122,19 +127,35 @@ def _pool_thread() -> None:
     torch.set_num_threads(1)
 
 
+def _scorer_thread() -> None:
+    """The scorer thread fills the time the critical path leaves idle: on Linux it
+    runs at the lowest priority, so that it never holds up the parts' threads."""
+    torch.set_num_threads(1)
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
+def _executors() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    """The parts' worker pool and the scorer thread, started on first use (again in
+    a forked child: threads do not survive a fork)."""
+    global _pool, _pool_pid, _scorer
+    with _pool_lock:
+        if _pool is None or _scorer is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(_PARTS - 1, "pathnet-linearised", _pool_thread)
+            _scorer = ThreadPoolExecutor(1, "pathnet-linearised-scores", _scorer_thread)
+            _pool_pid = os.getpid()
+        return _pool, _scorer
+
+
 def _run_parts(calls: list[Callable[[], Any]]) -> list[Any]:
     """Run the parts of one layer's work, on up to ``_PARTS`` threads when the
     caller allowed several. The parts are fixed (cut at the same places whatever
     the thread count, each computed the same way), so the results do not depend
     on how many threads run them."""
-    global _pool, _pool_pid
     if getattr(_state, "workers", 1) <= 1 or len(calls) <= 1:
         return [call() for call in calls]
-    with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid():  # none yet, or a forked child's copy
-            _pool = ThreadPoolExecutor(_PARTS - 1, "pathnet-linearised", _pool_thread)
-            _pool_pid = os.getpid()
-    futures = [_pool.submit(call) for call in calls[1:]]
+    pool = _executors()[0]
+    futures = [pool.submit(call) for call in calls[1:]]
     return [calls[0](), *(f.result() for f in futures)]
 
 
@@ -158,6 +179,7 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+_DEFER = True  # score off the critical path on the scorer thread
 _MIN_PART = 1 << 18  # less work than this many elements (or slots) is not cut
 
 
@@ -181,6 +203,43 @@ def _row_cut(rowptr: np.ndarray) -> list[tuple[int, int]]:
         edges.append(max(edges[-1], int(np.searchsorted(rowptr, n * q // _PARTS))))
     edges.append(rowptr.size - 1)
     return list(itertools.pairwise(edges))
+
+
+_REPEAT_MIN = 64  # matrices with fewer columns are used as they are
+_REPEAT_SHARE = 0.85  # ... and those with more distinct columns than this share
+
+
+def _column_ids(a: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(first, inv)``: ``a[:, first]`` are the distinct columns of the C-contiguous
+    ``a`` (bit for bit) and ``a == a[:, first][:, inv]``. Columns are grouped by a
+    64-bit hash and then compared; ``None`` on a hash collision (never seen: it
+    would only cost the saving)."""
+    n_p = a.shape[1]
+    hashes = np.empty(n_p, dtype=np.uint64)
+    cuts = _cut(n_p, a.size)
+    _run_parts([partial(column_hashes, a, p0, p1, hashes) for p0, p1 in cuts])
+    _, first, inv = np.unique(hashes, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    rep = first[inv]
+    if not all(_run_parts([partial(same_columns, a, rep, p0, p1) for p0, p1 in cuts])):
+        return None
+    return first, inv
+
+
+def _distinct_columns(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """:func:`_column_ids` of the contiguous ``a`` as tensors; ``None`` if ``a`` has
+    under ``_REPEAT_MIN`` columns or too few repeats to pay."""
+    if a.shape[1] < _REPEAT_MIN:
+        return None
+    ids = _column_ids(a.numpy())
+    if ids is None or ids[0].size > _REPEAT_SHARE * a.shape[1]:
+        return None
+    return torch.from_numpy(ids[0]), torch.from_numpy(ids[1])
+
+
+def _group_sum(g: torch.Tensor, inv: torch.Tensor | None, n: int) -> torch.Tensor:
+    """The columns of ``g`` summed by group ``inv`` (``n`` groups), in column order."""
+    return g if inv is None else g.new_zeros((g.shape[0], n)).index_add_(1, inv, g)
 
 
 def _sparse_cost(n_slots: int, n_p: int) -> float:
@@ -342,6 +401,32 @@ class _Layer:
         )
         return parts[0][0] if len(parts) == 1 else torch.cat([t[0] for t in parts])
 
+    def columns(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(u, inv)``: the distinct columns of :meth:`unfold` ``(x)`` and the column
+        of ``u`` that each output position reads (``inv``; ``None``: ``u`` is the
+        whole unfold). Positions are grouped when every kernel tap reads the same
+        input column (compared bit for bit) or padding at both; on an all-ones
+        input that leaves a few dozen of VGG16's 1024 positions at 32x32."""
+        assert self.n_p is not None
+        if not self.is_conv or self.n_p < _REPEAT_MIN:
+            return self.unfold(x), None
+        n_i, h, w = x.shape[1:]
+        ids = _column_ids(x.reshape(n_i, h * w).contiguous().numpy())
+        if ids is None:
+            return self.unfold(x), None
+        oh, ow = self.out_size((h, w))
+        geom = np.array(
+            [h, w, oh, ow, *self.kernel, *self.stride, *self.padding, *self.dilation],
+            dtype=np.int64,
+        )
+        inv, first, idx, ok = patch_groups(ids[1], ids[0].size, geom)
+        if not ok or first.size > _REPEAT_SHARE * self.n_p:
+            return self.unfold(x), None
+        ph, pw = self.padding
+        xp = F.pad(x, (pw, pw, ph, ph)) if ph or pw else x
+        u = xp.reshape(n_i, -1)[:, torch.from_numpy(idx.reshape(-1))]
+        return u.reshape(n_i * self.n_k, first.size), torch.from_numpy(inv)
+
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's output (no bias) on input ``x`` (batch 1)."""
         if self.prepad is not None:
@@ -368,23 +453,30 @@ class _Layer:
 
 class _Conv(torch.autograd.Function):
     """A batch-1 convolution as ``W @ unfold(x)`` (compacted ``W``), each product cut
-    into fixed parts (:func:`_cut`, by its size).
+    into fixed parts (:func:`_cut`, by its size), over the distinct columns of
+    ``unfold(x)`` only (:func:`_distinct_columns`; on an all-ones input most
+    columns of a large map repeat away from its borders).
 
-    The backward computes the weight gradient as ``G @ unfold(x)^T`` (cut by output
-    channels) and the input gradient as ``fold((G^T @ W)^T)`` (cut by input channels,
-    each part folding its own columns; reads ``W`` in its memory order: about twice as
-    fast as torch's float64 convolution backward on VGG16's 512-channel layers).
+    The backward computes the weight gradient as ``G1 @ U1^T`` (``U1`` the distinct
+    columns, ``G1`` the output gradient summed over the columns each stands for;
+    cut by output channels) and the input gradient as ``fold((G2^T @ W)^T)``
+    expanded from the distinct columns ``G2`` of the output gradient (cut by input
+    channels, each part folding its own columns; reads ``W`` in its memory order:
+    about twice as fast as torch's float64 convolution backward on VGG16's
+    512-channel layers).
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, layer: _Layer) -> torch.Tensor:
-        u = layer.unfold(x)
+        u, inv = layer.columns(x)
         w2 = w.reshape(w.shape[0], -1)
         ctx.save_for_backward(u, w2)
-        ctx.layer, ctx.size = layer, tuple(x.shape[2:])
+        ctx.layer, ctx.size, ctx.inv = layer, tuple(x.shape[2:]), inv
         y = u.new_empty((w2.shape[0], u.shape[1]))
         work = w2.numel() * u.shape[1] // 8  # ~ multiply-adds per slot-kernel step
         _run_parts([partial(torch.mm, w2[a:b], u, out=y[a:b]) for a, b in _cut(y.shape[0], work)])
+        if inv is not None:
+            y = y.index_select(1, inv)
         return y.reshape(1, w.shape[0], *layer.out_size(ctx.size))
 
     @staticmethod
@@ -392,25 +484,28 @@ class _Conv(torch.autograd.Function):
         u, w2 = ctx.saved_tensors
         layer: _Layer = ctx.layer
         g = grad.reshape(w2.shape[0], -1).contiguous()
-        want_x, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        gw = g.new_empty((g.shape[0], u.shape[0])) if want_w else None
-        work = w2.numel() * u.shape[1] // 8
+        inv = ctx.inv
+
+        def scores() -> None:  # off the critical path: the weight gradient, then the scores
+            gw = _group_sum(g, inv, u.shape[1]) @ u.T
+            layer.owner.gather(layer, gw.reshape(-1).numpy())
+
+        layer.owner.defer(scores)
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        gcols = _distinct_columns(g)
+        gd = g if gcols is None else g.index_select(1, gcols[0])
         k = layer.n_k
-        outs, ins = _cut(g.shape[0], work), _cut(w2.shape[1] // k, work)
 
-        def part(q: int) -> torch.Tensor | None:
-            if gw is not None and q < len(outs):
-                a, b = outs[q]
-                torch.mm(g[a:b], u.T, out=gw[a:b])
-            if not want_x or q >= len(ins):
-                return None
-            a, b = ins[q]  # input channels: the fold of their columns is their gradient
-            return _fold(layer, (g.T @ w2[:, a * k : b * k]).T, ctx.size)  # W in memory order
+        def part(a: int, b: int) -> torch.Tensor:  # input channels a..b: fold their columns
+            gu = (gd.T @ w2[:, a * k : b * k]).T  # W in memory order
+            if gcols is not None:
+                gu = gu.index_select(1, gcols[1])
+            return _fold(layer, gu, ctx.size)
 
-        gxs = _run_parts([partial(part, q) for q in range(max(len(outs), len(ins)))])
-        gx = torch.cat([t for t in gxs if t is not None], dim=1) if want_x else None
-        assert layer.weight is not None
-        return gx, (gw.reshape(layer.weight.shape) if gw is not None else None), None
+        work = w2.numel() * gd.shape[1] // 8
+        gxs = _run_parts([partial(part, a, b) for a, b in _cut(w2.shape[1] // k, work)])
+        return torch.cat(gxs, dim=1), None, None
 
 
 def _fold(layer: _Layer, gu: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
@@ -432,7 +527,8 @@ class _Sparse(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, token: torch.Tensor, layer: _Layer) -> torch.Tensor:
-        u = layer.unfold(x).contiguous()
+        u, inv = layer.columns(x)
+        u = u.contiguous()
         y = torch.empty((layer.n_out, u.shape[1]), dtype=torch.float64)
         un, yn = u.numpy(), y.numpy()
         _run_parts(
@@ -442,7 +538,9 @@ class _Sparse(torch.autograd.Function):
             ]
         )
         ctx.save_for_backward(u)
-        ctx.layer, ctx.size = layer, tuple(x.shape[2:])
+        ctx.layer, ctx.size, ctx.inv = layer, tuple(x.shape[2:]), inv
+        if inv is not None:
+            y = y.index_select(1, inv)
         shape = (1, layer.n_out, *layer.out_size(ctx.size)) if layer.is_conv else (1, layer.n_out)
         return y.reshape(shape)
 
@@ -452,23 +550,28 @@ class _Sparse(torch.autograd.Function):
         layer: _Layer = ctx.layer
         net: Linearised = layer.owner
         g = grad.reshape(layer.n_out, -1).contiguous()
-        input_grad = bool(ctx.needs_input_grad[0])
-        un, gn = u.numpy(), g.numpy()
+        inv = ctx.inv
 
-        def part(r0: int, r1: int) -> torch.Tensor | None:
-            rowptr, a, b = layer.rowptr, layer.rowptr[r0], layer.rowptr[r1]
-            sparse_scores(rowptr, layer.col, un, gn, layer.scores, r0, r1)
-            finish_scores(layer.scores[a:b], layer.base[a:b], layer.sec[a:b], net.absolute, net.sec)
-            if not input_grad:
-                return None
-            gu = torch.zeros_like(u)
-            sparse_input_grad(rowptr, layer.col, layer.base, gn, gu.numpy(), r0, r1)
+        def scores() -> None:  # off the critical path
+            gs = _group_sum(g, inv, u.shape[1]).numpy()
+            sparse_scores(layer.rowptr, layer.col, u.numpy(), gs, layer.scores, 0, layer.n_out)
+            finish_scores(layer.scores, layer.base, layer.sec, net.absolute, net.sec)
+            layer.scored = True
+
+        net.defer(scores)
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        gcols = _distinct_columns(g)
+        gd = (g if gcols is None else g.index_select(1, gcols[0])).numpy()
+
+        def part(r0: int, r1: int) -> torch.Tensor:
+            gu = torch.zeros((u.shape[0], gd.shape[1]), dtype=torch.float64)
+            sparse_input_grad(layer.rowptr, layer.col, layer.base, gd, gu.numpy(), r0, r1)
+            if gcols is not None:
+                gu = gu.index_select(1, gcols[1])
             return _fold(layer, gu, ctx.size)  # fold is linear: the parts' sum is the fold
 
         gxs = _run_parts([partial(part, a, b) for a, b in _row_cut(layer.rowptr)])
-        layer.scored = True
-        if not input_grad:
-            return None, None, None
         gx = gxs[0]
         for other in gxs[1:]:
             gx += other
@@ -579,15 +682,25 @@ class Linearised:
 
     def backward(self) -> np.ndarray:
         """One forward and backward pass; the score of every slot, layer after layer
-        in torch order (``-1``: dead; a view, valid until the next pruning step)."""
+        in torch order (``-1``: dead; a view, valid until the next pruning step).
+
+        Each layer's scores are computed off the critical path (:meth:`defer`) while
+        the input gradients carry on down the network."""
         for layer in self.layers:
             layer.scored = False
             if layer.weight is not None:
                 layer.weight.grad = None
+        self._tasks: collections.deque[Callable[[], None]] = collections.deque()
+        self._pending: list[Any] = []
         with _one_thread():
-            out = self.net(self.x).sum()
-            if out.requires_grad:  # else no alive weight reaches the output: all grads zero
-                out.backward()
+            try:
+                out = self.net(self.x).sum()
+                if out.requires_grad:  # else no alive weight reaches the output: all grads zero
+                    out.backward()
+                _run_parts([self._drain] * _PARTS)  # what the scorer has not done yet
+            finally:
+                for future in self._pending:
+                    future.result()
         for layer in self.layers:
             if layer.scored:
                 continue
@@ -595,10 +708,32 @@ class Linearised:
             if g is None or layer.n_alive == 0:  # no gradient reaches it: autograd's is None
                 layer.scores[:] = np.where(layer.base >= 0, 0.0, -1.0)
             else:
-                self._gather(layer, g.detach().reshape(-1).numpy())
+                with _one_thread():  # the parts may use threads
+                    self.gather(layer, g.detach().reshape(-1).numpy())
         return self.scores[: self.slot_off[-1]]
 
-    def _gather(self, layer: _Layer, g: np.ndarray) -> None:
+    def defer(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the scorer thread when this pass may use several threads (the
+        end of :meth:`backward` waits for it), else now. Deferred work writes its
+        own layer's scores only, so the order does not matter."""
+        if _DEFER and getattr(_state, "workers", 1) > 1:
+            self._tasks.append(fn)
+            self._pending.append(_executors()[1].submit(self._drain, 1))
+        else:
+            fn()
+
+    def _drain(self, n: int = -1) -> None:
+        """Run up to ``n`` (all if negative) of the deferred tasks not yet taken."""
+        with torch.no_grad():  # grad mode is per thread
+            while n != 0:
+                try:
+                    fn = self._tasks.popleft()
+                except IndexError:
+                    return
+                fn()
+                n -= 1
+
+    def gather(self, layer: _Layer, g: np.ndarray) -> None:
         """A dense layer's scores from its compacted weight gradient ``g``."""
 
         def part(a: int, b: int) -> None:
@@ -612,8 +747,8 @@ class Linearised:
                 layer.scores[a:b],
             )
 
-        with _one_thread():  # the parts may use threads
-            _run_parts([partial(part, a, b) for a, b in _cut(layer.n_slots)])
+        _run_parts([partial(part, a, b) for a, b in _cut(layer.n_slots)])
+        layer.scored = True
 
     def _histogram(self) -> np.ndarray:
         """The alive scores counted by the top 16 bits of their float64 patterns
