@@ -24,12 +24,16 @@ __all__ = [
     "column_hashes",
     "compact_slots",
     "count_bins",
+    "dense_rows",
     "fill_weight",
     "finish_scores",
+    "fold_columns",
+    "fold_table",
     "gather_scores",
     "kill_below",
     "patch_groups",
     "refine_hist",
+    "row_scores",
     "same_columns",
     "sparse_forward",
     "sparse_input_grad",
@@ -105,6 +109,15 @@ def fill_weight(
         c = (omap[j[s]] * n_in_c + imap[col[s] // n_k]) * n_k + col[s] % n_k
         cidx[s] = c
         w[c] = base[s]
+
+
+@njit(cache=True)
+def dense_rows(col: np.ndarray, imap: np.ndarray, n_k: int) -> np.ndarray:
+    """Each slot's row of the channel-compacted ``unfold(x)`` (int32)."""
+    ucol = np.empty(col.size, dtype=np.int32)
+    for s in range(col.size):
+        ucol[s] = imap[col[s] // n_k] * n_k + col[s] % n_k
+    return ucol
 
 
 # ------------------------------------------------------------- repeated columns
@@ -192,6 +205,40 @@ def patch_groups(
             for kx in range(kw):
                 idx[ky * kw + kx, g] = (oy * sh + ky * dh) * (w + 2 * pw) + ox * sw + kx * dw
     return inv, first[:n_g], idx, True
+
+
+@njit(cache=True)
+def fold_table(geom: np.ndarray, col_of: np.ndarray) -> np.ndarray:
+    """``table[y * w + x, k]``: the column (``col_of`` of the output position) whose
+    tap ``k`` reads input position ``(y, x)``, ``-1`` if none does; ``geom`` as in
+    :func:`patch_groups`."""
+    h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw = geom
+    table = np.full((h * w, kh * kw), -1, dtype=np.int64)
+    for p in range(oh * ow):
+        for ky in range(kh):
+            y = (p // ow) * sh - ph + ky * dh
+            if 0 <= y < h:
+                for kx in range(kw):
+                    x = (p % ow) * sw - pw + kx * dw
+                    if 0 <= x < w:
+                        table[y * w + x, ky * kw + kx] = col_of[p]
+    return table
+
+
+@njit(cache=True, nogil=True)
+def fold_columns(gu: np.ndarray, table: np.ndarray, gx: np.ndarray) -> None:
+    """``gx[c, q] = sum_k gu[c * n_k + k, table[q, k]]`` (terms with ``table < 0``
+    left out): the input gradient of a convolution from the gradient of its
+    (distinct) unfolded columns, the transpose of ``unfold``."""
+    n_k = table.shape[1]
+    for c in range(gx.shape[0]):
+        for q in range(gx.shape[1]):
+            acc = 0.0
+            for k in range(n_k):
+                t = table[q, k]
+                if t >= 0:
+                    acc += gu[c * n_k + k, t]
+            gx[c, q] = acc
 
 
 # ---------------------------------------------------------------- sparse layers
@@ -289,6 +336,44 @@ def sparse_scores(
                 for q in range(n_p):
                     d += g[r, q] * u[c, q]
                 scores[s] = d
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def row_scores(
+    rowptr: np.ndarray,
+    rowmap: np.ndarray,
+    cols: np.ndarray,
+    u: np.ndarray,
+    g: np.ndarray,
+    base: np.ndarray,
+    sec: np.ndarray,
+    absolute: bool,
+    use_sec: bool,
+    scores: np.ndarray,
+) -> None:
+    """Every slot's score, finished (:func:`finish_scores`): its gradient
+    ``g[rowmap[r]] . u[cols[s]]`` for the slots ``s`` of each row ``r``. Serves a
+    dense-mode layer (``rowmap``, ``cols``: the rows of its compacted weight and
+    unfold) and a sparse one (identity ``rowmap``, ``cols = col``)."""
+    n_p = u.shape[1]
+    for r in range(rowptr.size - 1):
+        a, b = rowptr[r], rowptr[r + 1]
+        if a == b:
+            continue
+        m = rowmap[r]
+        if n_p == 4:
+            g0, g1, g2, g3 = g[m, 0], g[m, 1], g[m, 2], g[m, 3]
+            for s in range(a, b):
+                c = cols[s]
+                d = g0 * u[c, 0] + g1 * u[c, 1] + g2 * u[c, 2] + g3 * u[c, 3]
+                scores[s] = _score(d, base[s], sec[s], absolute, use_sec)
+        else:
+            for s in range(a, b):
+                c = cols[s]
+                d = 0.0
+                for q in range(n_p):
+                    d += g[m, q] * u[c, q]
+                scores[s] = _score(d, base[s], sec[s], absolute, use_sec)
 
 
 @njit(cache=True, nogil=True, fastmath=True)

@@ -64,6 +64,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+import threadpoolctl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -75,12 +76,16 @@ from pathnet._kernels.linconv import (
     column_hashes,
     compact_slots,
     count_bins,
+    dense_rows,
     fill_weight,
     finish_scores,
+    fold_columns,
+    fold_table,
     gather_scores,
     kill_below,
     patch_groups,
     refine_hist,
+    row_scores,
     same_columns,
     sparse_forward,
     sparse_input_grad,
@@ -159,6 +164,17 @@ def _run_parts(calls: list[Callable[[], Any]]) -> list[Any]:
     return [calls[0](), *(f.result() for f in futures)]
 
 
+_blas_controller: Any = None
+
+
+def _blas() -> Any:
+    """The threadpoolctl controller of the BLAS libraries loaded (numpy's)."""
+    global _blas_controller
+    if _blas_controller is None:
+        _blas_controller = threadpoolctl.ThreadpoolController()
+    return _blas_controller
+
+
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
     """Run torch on one thread per part: each layer's matrix products and kernels
@@ -173,7 +189,8 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     _state.workers, _state.inside = min(threads, _PARTS), True
     try:
-        yield
+        with _blas().limit(limits=1, user_api="blas"):  # numpy's BLAS: one thread per part
+            yield
     finally:
         _state.workers, _state.inside = 1, False
         torch.set_num_threads(threads)
@@ -192,11 +209,15 @@ def _cut(n: int, work: int | None = None) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(edges) if a < b]
 
 
-def _row_cut(rowptr: np.ndarray) -> list[tuple[int, int]]:
+_MIN_ROWS_FWD = 1 << 14  # sparse forward: fewer slots than this are not cut
+_MIN_ROWS_GRAD = 1 << 16  # sparse input gradient: fewer slots than this are not cut
+
+
+def _row_cut(rowptr: np.ndarray, min_part: int) -> list[tuple[int, int]]:
     """Up to ``_PARTS`` contiguous row ranges with about equal numbers of slots (one
-    below ``_PARTS * _MIN_PART`` slots)."""
+    below ``_PARTS * min_part`` slots)."""
     n = int(rowptr[-1])
-    if n < _PARTS * _MIN_PART:
+    if n < _PARTS * min_part:
         return [(0, rowptr.size - 1)]
     edges = [0]
     for q in range(1, _PARTS):
@@ -205,6 +226,7 @@ def _row_cut(rowptr: np.ndarray) -> list[tuple[int, int]]:
     return list(itertools.pairwise(edges))
 
 
+_DOT_COLS = 32  # dense layers with at most this many distinct columns score slot by slot
 _REPEAT_MIN = 64  # matrices with fewer columns are used as they are
 _REPEAT_SHARE = 0.85  # ... and those with more distinct columns than this share
 
@@ -242,17 +264,19 @@ def _group_sum(g: torch.Tensor, inv: torch.Tensor | None, n: int) -> torch.Tenso
     return g if inv is None else g.new_zeros((g.shape[0], n)).index_add_(1, inv, g)
 
 
-def _sparse_cost(n_slots: int, n_p: int) -> float:
+def _sparse_cost(n_slots: int, n_cols: int) -> float:
     """Estimated ns of a sparse-mode step (forward, scores, input gradient) over
-    ``n_slots`` slots with ``n_p`` output positions; fitted to timings of the
-    kernels on VGG16's layer shapes, one thread."""
-    return n_slots * (3.0 + 0.45 * n_p)
+    ``n_slots`` slots with ``n_cols`` (distinct) columns; fitted to timings of the
+    kernels on VGG16's layer shapes, one thread (a variant fitted to numpy's BLAS
+    alone, which turns the 2x2 layers dense at first, was slower end to end)."""
+    return n_slots * (3.0 + 0.45 * n_cols)
 
 
-def _dense_cost(n_dense: int, n_slots: int, n_p: int) -> float:
+def _dense_cost(n_dense: int, n_slots: int, n_cols: int) -> float:
     """Estimated ns of a dense-mode step: three float64 matrix products over the
-    ``n_dense`` entries of the compacted weight, then the gather of the scores."""
-    return n_dense * max(6.5, 0.155 * n_p) + n_slots * 1.7
+    ``n_dense`` entries of the compacted weight and ``n_cols`` (distinct) columns,
+    then the scores."""
+    return n_dense * max(6.5, 0.155 * n_cols) + n_slots * 1.7
 
 
 class _Layer:
@@ -305,6 +329,7 @@ class _Layer:
         counts = np.bincount(self._j, minlength=self.n_out)
         self._views(counts)
         self.n_p: int | None = None  # output positions, known after a forward
+        self.n_cols = 0  # distinct columns of unfold(x) in the last forward (0: none yet)
         self.token = torch.zeros((), dtype=torch.float64, requires_grad=True)
         self.scored = False
         self.owner: Any = None  # the Linearised network (its histogram and settings)
@@ -312,6 +337,7 @@ class _Layer:
         self.offset = 0  # of ``scores`` in the network's score array
         self.weight: torch.Tensor | None = None
         self.sparse = _FORCE_MODE == "sparse"  # else the first run() chooses
+        self.pending: Any = None  # a Future: the kill and tidy of the last pruning step
 
     def _views(self, counts: np.ndarray) -> None:
         n = self.n_slots = self.n_alive
@@ -328,6 +354,7 @@ class _Layer:
         self.weight = w.reshape((n_o, n_i, *self.shape[2:])).requires_grad_(True)
         self.out_idx = None if n_o == self.n_out else torch.from_numpy(np.flatnonzero(omap >= 0))
         self.in_idx = None if n_i == self.n_in else torch.from_numpy(np.flatnonzero(imap >= 0))
+        self.rowmap, self.ucol = omap, dense_rows(self.col, imap, self.n_k)
 
     def kill(self, shift: int, prefix: int) -> None:
         """Kill the alive elements whose score's bits from ``shift`` up are at most
@@ -364,8 +391,9 @@ class _Layer:
             n_dense = (
                 self.n_out * self.n_in * self.n_k if self.weight is None else self.weight.numel()
             )
-            if _FORCE_MODE == "sparse" or _sparse_cost(self.n_slots, self.n_p) < _dense_cost(
-                n_dense, self.n_slots, self.n_p
+            n_cols = self.n_cols or self.n_p  # distinct columns in the last forward
+            if _FORCE_MODE == "sparse" or _sparse_cost(self.n_slots, n_cols) < _dense_cost(
+                n_dense, self.n_slots, n_cols
             ):
                 self.sparse, self.weight = True, None
                 return
@@ -408,6 +436,7 @@ class _Layer:
         input column (compared bit for bit) or padding at both; on an all-ones
         input that leaves a few dozen of VGG16's 1024 positions at 32x32."""
         assert self.n_p is not None
+        self.n_cols = self.n_p
         if not self.is_conv or self.n_p < _REPEAT_MIN:
             return self.unfold(x), None
         n_i, h, w = x.shape[1:]
@@ -425,10 +454,34 @@ class _Layer:
         ph, pw = self.padding
         xp = F.pad(x, (pw, pw, ph, ph)) if ph or pw else x
         u = xp.reshape(n_i, -1)[:, torch.from_numpy(idx.reshape(-1))]
+        self.n_cols = first.size
         return u.reshape(n_i * self.n_k, first.size), torch.from_numpy(inv)
+
+    def fold_table(
+        self, cols: tuple[torch.Tensor, torch.Tensor] | None, size: tuple[int, ...]
+    ) -> np.ndarray | None:
+        """For :func:`_fold`: the column of the gradient that each position of an input
+        of spatial ``size`` reads per tap (``cols``: the distinct output-gradient
+        columns, or ``None`` for all of them); ``None`` for a Linear layer."""
+        if not self.is_conv:
+            return None
+        (h, w), (oh, ow) = size, self.out_size(size)
+        geom = np.array(
+            [h, w, oh, ow, *self.kernel, *self.stride, *self.padding, *self.dilation],
+            dtype=np.int64,
+        )
+        col_of = np.arange(oh * ow, dtype=np.int64) if cols is None else cols[1].numpy()
+        return fold_table(geom, col_of)
+
+    def ready(self) -> None:
+        """Wait for this layer's pending kill and tidy (:meth:`Linearised.prune_to`)."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's output (no bias) on input ``x`` (batch 1)."""
+        self.ready()
         if self.prepad is not None:
             x = F.pad(x, self.prepad[0], mode=self.prepad[1])
         size = self.out_size(tuple(x.shape[2:])) if self.is_conv else ()
@@ -474,7 +527,7 @@ class _Conv(torch.autograd.Function):
         ctx.layer, ctx.size, ctx.inv = layer, tuple(x.shape[2:]), inv
         y = u.new_empty((w2.shape[0], u.shape[1]))
         work = w2.numel() * u.shape[1] // 8  # ~ multiply-adds per slot-kernel step
-        _run_parts([partial(torch.mm, w2[a:b], u, out=y[a:b]) for a, b in _cut(y.shape[0], work)])
+        _run_parts([partial(_mm, w2[a:b], u, y[a:b]) for a, b in _cut(y.shape[0], work)])
         if inv is not None:
             y = y.index_select(1, inv)
         return y.reshape(1, w.shape[0], *layer.out_size(ctx.size))
@@ -486,33 +539,61 @@ class _Conv(torch.autograd.Function):
         g = grad.reshape(w2.shape[0], -1).contiguous()
         inv = ctx.inv
 
-        def scores() -> None:  # off the critical path: the weight gradient, then the scores
-            gw = _group_sum(g, inv, u.shape[1]) @ u.T
-            layer.owner.gather(layer, gw.reshape(-1).numpy())
+        def scores() -> None:  # off the critical path
+            gs = _group_sum(g, inv, u.shape[1])
+            if u.shape[1] <= _DOT_COLS:  # each score as one dot product over the columns
+                net = layer.owner
+                row_scores(
+                    layer.rowptr,
+                    layer.rowmap,
+                    layer.ucol,
+                    u.detach().numpy(),
+                    gs.numpy(),
+                    layer.base,
+                    layer.sec,
+                    net.absolute,
+                    net.sec,
+                    layer.scores,
+                )
+                layer.scored = True
+            else:  # the weight gradient as a product, then a gather
+                layer.owner.gather(layer, _mm(gs, u.T).reshape(-1).numpy())
 
         layer.owner.defer(scores)
         if not ctx.needs_input_grad[0]:
             return None, None, None
         gcols = _distinct_columns(g)
         gd = g if gcols is None else g.index_select(1, gcols[0])
-        k = layer.n_k
+        k, table = layer.n_k, layer.fold_table(gcols, ctx.size)
 
         def part(a: int, b: int) -> torch.Tensor:  # input channels a..b: fold their columns
-            gu = (gd.T @ w2[:, a * k : b * k]).T  # W in memory order
-            if gcols is not None:
-                gu = gu.index_select(1, gcols[1])
-            return _fold(layer, gu, ctx.size)
+            gu = _mm(gd.T, w2[:, a * k : b * k]).T  # W in memory order
+            return _fold(layer, gu, table, ctx.size)
 
         work = w2.numel() * gd.shape[1] // 8
         gxs = _run_parts([partial(part, a, b) for a, b in _cut(w2.shape[1] // k, work)])
         return torch.cat(gxs, dim=1), None, None
 
 
-def _fold(layer: _Layer, gu: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    """The input gradient from the gradient of ``unfold(x)``."""
-    if not layer.is_conv:
+def _mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ b`` in float64 by numpy's BLAS (into ``out`` if given)."""
+    an, bn = a.detach().numpy(), b.detach().numpy()
+    if out is None:
+        return torch.from_numpy(an @ bn)
+    np.matmul(an, bn, out=out.numpy())
+    return out
+
+
+def _fold(
+    layer: _Layer, gu: torch.Tensor, table: np.ndarray | None, size: tuple[int, ...]
+) -> torch.Tensor:
+    """The input gradient from the gradient ``gu`` of the unfolded columns
+    (:meth:`_Layer.fold_table`: which column each input position reads per tap)."""
+    if table is None:
         return gu.reshape(1, -1)
-    return F.fold(gu[None], size, layer.kernel, layer.dilation, layer.padding, layer.stride)
+    gx = torch.empty((gu.shape[0] // layer.n_k, table.shape[0]), dtype=torch.float64)
+    fold_columns(gu.contiguous().numpy(), table, gx.numpy())
+    return gx.reshape(1, gx.shape[0], *size)
 
 
 class _Sparse(torch.autograd.Function):
@@ -534,7 +615,7 @@ class _Sparse(torch.autograd.Function):
         _run_parts(
             [
                 partial(sparse_forward, layer.rowptr, layer.col, layer.base, un, yn, a, b)
-                for a, b in _row_cut(layer.rowptr)
+                for a, b in _row_cut(layer.rowptr, _MIN_ROWS_FWD)  # rows do not depend on it
             ]
         )
         ctx.save_for_backward(u)
@@ -554,8 +635,19 @@ class _Sparse(torch.autograd.Function):
 
         def scores() -> None:  # off the critical path
             gs = _group_sum(g, inv, u.shape[1]).numpy()
-            sparse_scores(layer.rowptr, layer.col, u.numpy(), gs, layer.scores, 0, layer.n_out)
-            finish_scores(layer.scores, layer.base, layer.sec, net.absolute, net.sec)
+            rows = np.arange(layer.n_out)
+            row_scores(
+                layer.rowptr,
+                rows,
+                layer.col,
+                u.numpy(),
+                gs,
+                layer.base,
+                layer.sec,
+                net.absolute,
+                net.sec,
+                layer.scores,
+            )
             layer.scored = True
 
         net.defer(scores)
@@ -563,15 +655,14 @@ class _Sparse(torch.autograd.Function):
             return None, None, None
         gcols = _distinct_columns(g)
         gd = (g if gcols is None else g.index_select(1, gcols[0])).numpy()
+        table = layer.fold_table(gcols, ctx.size)
 
         def part(r0: int, r1: int) -> torch.Tensor:
             gu = torch.zeros((u.shape[0], gd.shape[1]), dtype=torch.float64)
             sparse_input_grad(layer.rowptr, layer.col, layer.base, gd, gu.numpy(), r0, r1)
-            if gcols is not None:
-                gu = gu.index_select(1, gcols[1])
-            return _fold(layer, gu, ctx.size)  # fold is linear: the parts' sum is the fold
+            return _fold(layer, gu, table, ctx.size)  # fold is linear: the parts' sum is the fold
 
-        gxs = _run_parts([partial(part, a, b) for a, b in _row_cut(layer.rowptr)])
+        gxs = _run_parts([partial(part, a, b) for a, b in _row_cut(layer.rowptr, _MIN_ROWS_GRAD)])
         gx = gxs[0]
         for other in gxs[1:]:
             gx += other
@@ -667,8 +758,18 @@ class Linearised:
         self._layout()
 
     # ------------------------------------------------------------------ state
+    def _settle(self) -> None:
+        """Wait for every layer's pending kill and tidy, then lay out the scores."""
+        for layer in self.layers:
+            layer.ready()
+        if self._stale:
+            n = self.n_alive
+            self._layout()
+            assert self.n_alive == n
+
     def _layout(self) -> None:
         """Point every layer's scores at its range of the shared score array."""
+        self._stale = False
         sizes = [layer.n_slots for layer in self.layers]
         self.slot_off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         for layer, a, b in zip(self.layers, self.slot_off[:-1], self.slot_off[1:]):
@@ -688,13 +789,15 @@ class Linearised:
         the input gradients carry on down the network."""
         for layer in self.layers:
             layer.scored = False
-            if layer.weight is not None:
-                layer.weight.grad = None
         self._tasks: collections.deque[Callable[[], None]] = collections.deque()
         self._pending: list[Any] = []
         with _one_thread():
             try:
                 out = self.net(self.x).sum()
+                self._settle()  # every layer waited for its own pruning in the forward
+                for layer in self.layers:
+                    if layer.weight is not None:
+                        layer.weight.grad = None
                 if out.requires_grad:  # else no alive weight reaches the output: all grads zero
                     out.backward()
                 _run_parts([self._drain] * _PARTS)  # what the scorer has not done yet
@@ -767,12 +870,22 @@ class Linearised:
         return hist
 
     def _by_layers(self, fn: Callable[[int, _Layer], Any]) -> None:
-        """``fn(q, layer)`` for every layer, the layers dealt in turn to the
-        ``_PARTS`` parts ``q`` (work on separate layers is independent)."""
+        """``fn(q, layer)`` for every layer, on up to ``_PARTS`` threads ``q`` that take
+        the layers largest first from a shared queue (work on separate layers is
+        independent: which thread does a layer never changes a result)."""
+        queue = collections.deque(sorted(self.layers, key=lambda layer: -layer.n_slots))
 
         def run(q: int) -> None:
-            for layer in self.layers[q::_PARTS]:
-                fn(q, layer)
+            workers, _state.workers = getattr(_state, "workers", 1), 1  # no nested parts
+            try:
+                while True:
+                    try:
+                        layer = queue.popleft()
+                    except IndexError:
+                        return
+                    fn(q, layer)
+            finally:
+                _state.workers = workers
 
         with _one_thread():  # the parts may use threads
             _run_parts([partial(run, q) for q in range(_PARTS)])
@@ -806,6 +919,7 @@ class Linearised:
         sorted by the full key, and one pass keeps everything above the bin plus
         the bin's winners. Exact and deterministic. Dead slots (score ``-1``, a
         negative pattern) never match a bin."""
+        self._settle()
         if not 0 <= k <= self.n_alive:
             raise ValueError(f"k must be in [0, {self.n_alive}], got {k}")
         if k == self.n_alive:
@@ -842,20 +956,25 @@ class Linearised:
                 np.concatenate([a[q, : got[q]] for q in range(_PARTS)]) for a in (vals, secs, slots)
             )
             self.scores[_winners(vals, secs, slots, need)] = np.inf  # above every bin
-        with _one_thread():  # the parts may use threads
-            for layer in self.layers:
-                layer.kill(shift, prefix)
-            self._by_layers(lambda q, layer: layer.tidy())
-        self._layout()
-        assert self.n_alive == k
+        # Each layer's kill and tidy run on the scorer thread, in layer order, while
+        # the next forward starts: a layer waits for its own (``_Layer.ready``).
+        background = _DEFER and torch.get_num_threads() > 1
+        for layer in self.layers:
+            if background:
+                layer.pending = _executors()[1].submit(_kill_tidy, layer, shift, prefix)
+            else:
+                _kill_tidy(layer, shift, prefix)
+        self.n_alive, self._stale = k, True
 
     def kept(self) -> np.ndarray:
         """Ascending global indices of the alive elements."""
+        self._settle()
         parts = [layer.global_index() for layer in self.layers]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def grad_sum(self) -> float:
         """Sum over the alive elements of the last backward's scores."""
+        self._settle()
         alive = np.concatenate([layer.base >= 0 for layer in self.layers])
         return float(math.fsum(self.scores[: self.slot_off[-1]][alive]))
 
@@ -870,6 +989,11 @@ def _winners(vals: np.ndarray, secs: np.ndarray, slots: np.ndarray, need: int) -
     rest = need - int(np.count_nonzero(above))
     order = np.lexsort((slots[tied], -secs[tied]))[:rest]  # tied values: sec desc, slot asc
     return np.concatenate([slots[above], slots[tied[order]]])
+
+
+def _kill_tidy(layer: _Layer, shift: int, prefix: int) -> None:
+    layer.kill(shift, prefix)
+    layer.tidy()
 
 
 def _refine_layer(shift: int, prefix: int, hists: np.ndarray, q: int, layer: _Layer) -> None:
