@@ -26,7 +26,6 @@ __all__ = [
     "count_bins",
     "dense_rows",
     "fill_weight",
-    "finish_scores",
     "fold_columns",
     "fold_table",
     "gather_scores",
@@ -37,7 +36,6 @@ __all__ = [
     "same_columns",
     "sparse_forward",
     "sparse_input_grad",
-    "sparse_scores",
 ]
 
 
@@ -311,34 +309,6 @@ def sparse_forward(
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def sparse_scores(
-    rowptr: np.ndarray,
-    col: np.ndarray,
-    u: np.ndarray,
-    g: np.ndarray,
-    scores: np.ndarray,
-    r0: int,
-    r1: int,
-) -> None:
-    """``scores[s] = g[r] . u[col[s]]``, the gradient of every slot of rows
-    ``r0 <= r < r1`` (dead slots included: :func:`finish_scores` overwrites them)."""
-    n_p = u.shape[1]
-    for r in range(r0, r1):
-        if n_p == 4:
-            g0, g1, g2, g3 = g[r, 0], g[r, 1], g[r, 2], g[r, 3]
-            for s in range(rowptr[r], rowptr[r + 1]):
-                c = col[s]
-                scores[s] = g0 * u[c, 0] + g1 * u[c, 1] + g2 * u[c, 2] + g3 * u[c, 3]
-        else:
-            for s in range(rowptr[r], rowptr[r + 1]):
-                c = col[s]
-                d = 0.0
-                for q in range(n_p):
-                    d += g[r, q] * u[c, q]
-                scores[s] = d
-
-
-@njit(cache=True, nogil=True, fastmath=True)
 def row_scores(
     rowptr: np.ndarray,
     rowmap: np.ndarray,
@@ -351,7 +321,8 @@ def row_scores(
     use_sec: bool,
     scores: np.ndarray,
 ) -> None:
-    """Every slot's score, finished (:func:`finish_scores`): its gradient
+    """Every slot's score (``abs`` if ``absolute``, times ``sec`` if ``use_sec``, ``-1``
+    if dead: :func:`_score`) from its gradient
     ``g[rowmap[r]] . u[cols[s]]`` for the slots ``s`` of each row ``r``. Serves a
     dense-mode layer (``rowmap``, ``cols``: the rows of its compacted weight and
     unfold) and a sparse one (identity ``rowmap``, ``cols = col``)."""
@@ -414,16 +385,6 @@ def _score(g: float, base: float, sec: float, absolute: bool, use_sec: bool) -> 
     if use_sec:
         g *= sec
     return g if base >= 0 else -1.0
-
-
-@njit(cache=True, nogil=True)
-def finish_scores(
-    scores: np.ndarray, base: np.ndarray, sec: np.ndarray, absolute: bool, use_sec: bool
-) -> None:
-    """Turn gradients into scores in place: ``abs`` if ``absolute``, times ``sec`` if
-    ``use_sec``, ``-1`` for a dead slot (``base < 0``)."""
-    for s in range(scores.size):
-        scores[s] = _score(scores[s], base[s], sec[s], absolute, use_sec)
 
 
 @njit(cache=True, nogil=True)

@@ -78,7 +78,6 @@ from pathnet._kernels.linconv import (
     count_bins,
     dense_rows,
     fill_weight,
-    finish_scores,
     fold_columns,
     fold_table,
     gather_scores,
@@ -89,7 +88,6 @@ from pathnet._kernels.linconv import (
     same_columns,
     sparse_forward,
     sparse_input_grad,
-    sparse_scores,
 )
 from pathnet.graph import LayeredDAG
 from pathnet.select.scoring import block_offsets
