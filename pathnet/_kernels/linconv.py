@@ -24,7 +24,6 @@ __all__ = [
     "column_hashes",
     "compact_slots",
     "count_bins",
-    "dense_rows",
     "fill_weight",
     "fold_columns",
     "fold_table",
@@ -39,30 +38,37 @@ __all__ = [
 ]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def alive_elements(
     present: np.ndarray, values: np.ndarray, n_cols: int, p: int, q: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The present elements of a flat ``(n_out, n_cols)`` weight in torch order:
-    ``(j, col, |w|**p, |w|**q)`` (powers in float64, exact for float32 ``w``)."""
-    n = 0
-    for e in range(present.size):
-        if present[e]:
-            n += 1
+    ``(j, col, |w|**p, |w|**q, counts)`` (powers in float64, exact for float32
+    ``w``; ``counts``: present elements per output channel)."""
+    n_out = present.size // n_cols
+    counts = np.zeros(n_out, dtype=np.int64)
+    for r in range(n_out):
+        c = 0
+        for e in range(r * n_cols, (r + 1) * n_cols):
+            c += present[e]
+        counts[r] = c
+    n = int(counts.sum())
     j = np.empty(n, dtype=np.int32)
     col = np.empty(n, dtype=np.int32)
     base = np.empty(n, dtype=np.float64)
     sec = np.empty(n, dtype=np.float64)
     s = 0
-    for e in range(present.size):
-        if present[e]:
-            a = abs(np.float64(values[e]))
-            j[s] = e // n_cols
-            col[s] = e % n_cols
-            base[s] = a * a if p == 2 else a
-            sec[s] = a * a if q == 2 else (a if q == 1 else 1.0)
-            s += 1
-    return j, col, base, sec
+    for r in range(n_out):
+        for c in range(n_cols):
+            e = r * n_cols + c
+            if present[e]:
+                a = abs(np.float64(values[e]))
+                j[s] = r
+                col[s] = c
+                base[s] = a * a if p == 2 else a
+                sec[s] = a * a if q == 2 else (a if q == 1 else 1.0)
+                s += 1
+    return j, col, base, sec, counts
 
 
 @njit(cache=True)
@@ -89,7 +95,7 @@ def channel_maps(
     return omap, imap, n_o, n_i
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_weight(
     j: np.ndarray,
     col: np.ndarray,
@@ -100,22 +106,19 @@ def fill_weight(
     n_k: int,
     w: np.ndarray,
     cidx: np.ndarray,
+    ucol: np.ndarray,
 ) -> None:
     """``w[cidx[s]] = base[s]`` with ``cidx`` the flat index in the compacted
-    ``(n_out_c, n_in_c, n_k)`` weight (``w`` zeroed by the caller)."""
+    ``(n_out_c, n_in_c, n_k)`` weight (``w`` zeroed by the caller), and ``ucol[s]``
+    the slot's row of the channel-compacted ``unfold(x)``."""
     for s in range(j.size):
-        c = (omap[j[s]] * n_in_c + imap[col[s] // n_k]) * n_k + col[s] % n_k
+        i = col[s] // n_k
+        k = col[s] - i * n_k
+        ci = imap[i] * n_k + k
+        c = omap[j[s]] * (n_in_c * n_k) + ci
         cidx[s] = c
+        ucol[s] = ci
         w[c] = base[s]
-
-
-@njit(cache=True)
-def dense_rows(col: np.ndarray, imap: np.ndarray, n_k: int) -> np.ndarray:
-    """Each slot's row of the channel-compacted ``unfold(x)`` (int32)."""
-    ucol = np.empty(col.size, dtype=np.int32)
-    for s in range(col.size):
-        ucol[s] = imap[col[s] // n_k] * n_k + col[s] % n_k
-    return ucol
 
 
 # ------------------------------------------------------------- repeated columns

@@ -58,7 +58,7 @@ import itertools
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -76,7 +76,6 @@ from pathnet._kernels.linconv import (
     column_hashes,
     compact_slots,
     count_bins,
-    dense_rows,
     fill_weight,
     fold_columns,
     fold_table,
@@ -100,11 +99,21 @@ _NONFINITE = 0x7FF0  # histogram bins from here up: inf and NaN scores
 _FORCE_MODE: str | None = None  # tests: "dense" or "sparse" for every layer, always
 
 
-def linearised_copy(model: nn.Module, p: int, buffers: bool = True) -> nn.Module:
+def linearised_copy(
+    model: nn.Module, p: int, buffers: bool = True, skip: Collection[str] = ()
+) -> nn.Module:
     """Float64 eval-mode deep copy with ``|x|`` (``p=1``) or ``x**2`` (``p=2``) in every
     floating-point state-dict entry (only in the parameters if not ``buffers``), no
-    gradients required. ``model`` is not modified."""
-    net = copy.deepcopy(model).double().eval()
+    gradients required. ``model`` is not modified. The parameters named in ``skip``
+    are copied as empty placeholders (the caller replaces their modules)."""
+    memo: dict[int, Any] = {}
+    for name in skip:
+        try:
+            t = model.get_parameter(name)
+        except AttributeError:  # not a plain parameter (a parametrization, say): copied
+            continue
+        memo[id(t)] = nn.Parameter(t.new_empty(0), requires_grad=False)
+    net = copy.deepcopy(model, memo).double().eval()
     entries = net.state_dict().values() if buffers else net.parameters()
     with torch.no_grad():
         for t in entries:
@@ -319,12 +328,11 @@ class _Layer:
             self.padding = tuple(pad)
         a = np.ascontiguousarray(values).ravel()
         self.gbase = gbase
-        self._j, self._col, self._base, self._sec = alive_elements(
+        self._j, self._col, self._base, self._sec, counts = alive_elements(
             present.ravel(), a, self.n_in * self.n_k, p, score_power
         )
         self._cidx = np.empty(self._j.size, dtype=np.int64)
         self.n_alive = int(self._j.size)
-        counts = np.bincount(self._j, minlength=self.n_out)
         self._views(counts)
         self.n_p: int | None = None  # output positions, known after a forward
         self.n_cols = 0  # distinct columns of unfold(x) in the last forward (0: none yet)
@@ -348,11 +356,14 @@ class _Layer:
         """Rebuild the channel-compacted dense weight from the (compacted) slots."""
         omap, imap, n_o, n_i = channel_maps(self.j, self.col, self.n_out, self.n_in, self.n_k)
         w = torch.zeros(n_o * n_i * self.n_k, dtype=torch.float64)
-        fill_weight(self.j, self.col, self.base, omap, imap, n_i, self.n_k, w.numpy(), self.cidx)
+        self.ucol = np.empty(self.n_slots, dtype=np.int32)
+        fill_weight(
+            self.j, self.col, self.base, omap, imap, n_i, self.n_k, w.numpy(), self.cidx, self.ucol
+        )
         self.weight = w.reshape((n_o, n_i, *self.shape[2:])).requires_grad_(True)
         self.out_idx = None if n_o == self.n_out else torch.from_numpy(np.flatnonzero(omap >= 0))
         self.in_idx = None if n_i == self.n_in else torch.from_numpy(np.flatnonzero(imap >= 0))
-        self.rowmap, self.ucol = omap, dense_rows(self.col, imap, self.n_k)
+        self.rowmap = omap
 
     def kill(self, shift: int, prefix: int) -> None:
         """Kill the alive elements whose score's bits from ``shift`` up are at most
@@ -721,9 +732,10 @@ class Linearised:
         buffers: bool = True,
     ) -> None:
         self.p, self.score_power, self.absolute = p, score_power, absolute
-        self.net = linearised_copy(model, p, buffers)
-        self.layers: list[_Layer] = []
+        prunable = [b.param for b in dag.blocks if b.param is not None and b.values is not None]
+        self.net = linearised_copy(model, p, buffers, skip=prunable)
         off = block_offsets(dag)
+        found: list[tuple[str, Any, Any]] = []
         for b, block in enumerate(dag.blocks):
             if block.param is None or block.values is None:
                 continue
@@ -742,8 +754,17 @@ class Linearised:
                 )
             values = block.values.reshape(block.param_shape)
             present = block.present_mask().reshape(block.param_shape)
-            layer = _Layer(module, values, present, int(off[b]), p, score_power)
-            self.layers.append(layer)
+            found.append((path, module, partial(_Layer, module, values, present, int(off[b]))))
+        layers: list[Any] = [None] * len(found)
+
+        def build(q: int) -> None:  # the layers are independent: any thread builds any
+            for i in range(q, len(found), _PARTS):
+                layers[i] = found[i][2](p, score_power)
+
+        with _one_thread():  # the parts may use threads
+            _run_parts([partial(build, q) for q in range(_PARTS)])
+        self.layers: list[_Layer] = layers
+        for (path, module, _), layer in zip(found, layers):
             bias = module.bias.detach() if module.bias is not None else None
             parent, _, attr = path.rpartition(".")
             holder = self.net.get_submodule(parent) if parent else self.net
