@@ -277,7 +277,8 @@ def test_network_backend_is_the_same_on_one_and_two_threads(mode, monkeypatch):
     import pathnet.select.linearised as lin_module
 
     monkeypatch.setattr(lin_module, "_FORCE_MODE", mode)
-    monkeypatch.setattr(lin_module, "_MIN_PART", 1)
+    for name in ("_MIN_PART", "_MIN_ROWS_FWD", "_MIN_ROWS_GRAD"):
+        monkeypatch.setattr(lin_module, name, 1)
     model = ZERO_NETS["zero_res"]()
     threads = torch.get_num_threads()
     masks = []
