@@ -35,6 +35,8 @@ __all__ = [
     "same_columns",
     "sparse_forward",
     "sparse_input_grad",
+    "sum_columns",
+    "take_columns",
 ]
 
 
@@ -242,6 +244,23 @@ def fold_columns(gu: np.ndarray, table: np.ndarray, gx: np.ndarray) -> None:
             gx[c, q] = acc
 
 
+@njit(cache=True, nogil=True)
+def take_columns(src: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
+    """``out[:, p] = src[:, idx[p]]``."""
+    for r in range(out.shape[0]):
+        for p in range(out.shape[1]):
+            out[r, p] = src[r, idx[p]]
+
+
+@njit(cache=True, nogil=True)
+def sum_columns(src: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
+    """``out[:, q] = sum of src[:, p] over idx[p] == q``, in the order of ``p``."""
+    out[:] = 0.0
+    for r in range(src.shape[0]):
+        for p in range(src.shape[1]):
+            out[r, idx[p]] += src[r, p]
+
+
 # ---------------------------------------------------------------- sparse layers
 # A layer in sparse mode keeps its alive elements as CSR rows over the output
 # channel: ``rowptr[r]:rowptr[r + 1]`` are the slots of output channel ``r``
@@ -323,14 +342,16 @@ def row_scores(
     absolute: bool,
     use_sec: bool,
     scores: np.ndarray,
+    r0: int,
+    r1: int,
 ) -> None:
-    """Every slot's score (``abs`` if ``absolute``, times ``sec`` if ``use_sec``, ``-1``
-    if dead: :func:`_score`) from its gradient
-    ``g[rowmap[r]] . u[cols[s]]`` for the slots ``s`` of each row ``r``. Serves a
-    dense-mode layer (``rowmap``, ``cols``: the rows of its compacted weight and
-    unfold) and a sparse one (identity ``rowmap``, ``cols = col``)."""
+    """The score of every slot of rows ``r0 <= r < r1`` (``abs`` if ``absolute``, times
+    ``sec`` if ``use_sec``, ``-1`` if dead: :func:`_score`) from its gradient
+    ``g[rowmap[r]] . u[cols[s]]``. Serves a dense-mode layer (``rowmap``, ``cols``:
+    the rows of its compacted weight and unfold) and a sparse one (identity
+    ``rowmap``, ``cols = col``)."""
     n_p = u.shape[1]
-    for r in range(rowptr.size - 1):
+    for r in range(r0, r1):
         a, b = rowptr[r], rowptr[r + 1]
         if a == b:
             continue

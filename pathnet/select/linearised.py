@@ -59,7 +59,6 @@ import math
 import os
 import threading
 from collections.abc import Callable, Collection, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -87,6 +86,8 @@ from pathnet._kernels.linconv import (
     same_columns,
     sparse_forward,
     sparse_input_grad,
+    sum_columns,
+    take_columns,
 )
 from pathnet.graph import LayeredDAG
 from pathnet.select.scoring import block_offsets
@@ -129,46 +130,107 @@ def linearised_copy(
 
 _PARTS = 2  # every layer's work is cut into this many fixed parts
 _state = threading.local()  # .workers: threads the parts may use in this pass
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = -1  # the process that started _pool (its threads do not survive a fork)
-_scorer: ThreadPoolExecutor | None = None  # the deferred score computations (one thread)
-_pool_lock = threading.Lock()
 
 
-def _pool_thread() -> None:
-    torch.set_num_threads(1)
+class _Task:
+    """One piece of work that the helper thread or the caller runs, whichever claims
+    it first (a caller that needs the result runs it itself if no one has begun)."""
+
+    __slots__ = ("done", "error", "fn", "result", "taken")
+    _lock = threading.Lock()
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn, self.taken, self.done = fn, False, threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        """Run it here unless someone already took it."""
+        with _Task._lock:
+            if self.taken:
+                return
+            self.taken = True
+        try:
+            with torch.no_grad():  # grad mode is per thread
+                self.result = self.fn()
+        except BaseException as e:  # re-raised by wait()
+            self.error = e
+        finally:
+            self.done.set()
+
+    def wait(self) -> Any:
+        """Run it here if no one began it, else wait for it; its result."""
+        self.run()
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
-def _scorer_thread() -> None:
-    """The scorer thread fills the time the critical path leaves idle: on Linux it
-    runs at the lowest priority, so that it never holds up the parts' threads."""
-    torch.set_num_threads(1)
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+class _Helper:
+    """The second thread: the parts other threads handed over first, then the
+    background work (scores, pruning) in the order it came. One torch thread."""
+
+    def __init__(self) -> None:
+        self.cv = threading.Condition()
+        self.parts: collections.deque[_Task] = collections.deque()
+        self.background: collections.deque[_Task] = collections.deque()
+        self.pid = os.getpid()
+        threading.Thread(target=self._loop, name="pathnet-linearised", daemon=True).start()
+
+    def _loop(self) -> None:
+        torch.set_num_threads(1)
+        while True:
+            with self.cv:
+                while not self.parts and not self.background:
+                    self.cv.wait()
+                task = self.parts.popleft() if self.parts else self.background.popleft()
+            task.run()
+
+    def submit(self, tasks: list[_Task], background: bool = False) -> None:
+        with self.cv:
+            (self.background if background else self.parts).extend(tasks)
+            self.cv.notify()
 
 
-def _executors() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
-    """The parts' worker pool and the scorer thread, started on first use (again in
-    a forked child: threads do not survive a fork)."""
-    global _pool, _pool_pid, _scorer
-    with _pool_lock:
-        if _pool is None or _scorer is None or _pool_pid != os.getpid():
-            _pool = ThreadPoolExecutor(_PARTS - 1, "pathnet-linearised", _pool_thread)
-            _scorer = ThreadPoolExecutor(1, "pathnet-linearised-scores", _scorer_thread)
-            _pool_pid = os.getpid()
-        return _pool, _scorer
+_helper: _Helper | None = None
+_helper_lock = threading.Lock()
+
+
+def _the_helper() -> _Helper:
+    """The helper thread, started on first use (again in a forked child: threads do
+    not survive a fork)."""
+    global _helper
+    with _helper_lock:
+        if _helper is None or _helper.pid != os.getpid():
+            _helper = _Helper()
+        return _helper
 
 
 def _run_parts(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run the parts of one layer's work, on up to ``_PARTS`` threads when the
-    caller allowed several. The parts are fixed (cut at the same places whatever
-    the thread count, each computed the same way), so the results do not depend
-    on how many threads run them."""
+    """Run the parts of one layer's work, the first here and the others offered to
+    the helper thread when the caller allowed several threads (a part the helper
+    has not begun when this thread gets to it runs here). The parts are fixed (cut
+    at the same places whatever the thread count, each computed the same way), so
+    the results do not depend on how many threads run them."""
     if getattr(_state, "workers", 1) <= 1 or len(calls) <= 1:
         return [call() for call in calls]
-    pool = _executors()[0]
-    futures = [pool.submit(call) for call in calls[1:]]
-    return [calls[0](), *(f.result() for f in futures)]
+    tasks = [_Task(call) for call in calls[1:]]
+    _the_helper().submit(tasks)
+    first = calls[0]()
+    return [first, *(task.wait() for task in tasks)]
+
+
+def _background(fn: Callable[[], Any]) -> _Task | None:
+    """``fn`` as background work for the helper thread when this pass may use several
+    threads (the caller waits for the task before it needs the result); else run
+    now (``None``)."""
+    if not _DEFER or getattr(_state, "workers", 1) <= 1:
+        fn()
+        return None
+    task = _Task(fn)
+    _the_helper().submit([task], background=True)
+    return task
 
 
 _blas_controller: Any = None
@@ -267,8 +329,20 @@ def _distinct_columns(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | No
 
 
 def _group_sum(g: torch.Tensor, inv: torch.Tensor | None, n: int) -> torch.Tensor:
-    """The columns of ``g`` summed by group ``inv`` (``n`` groups), in column order."""
-    return g if inv is None else g.new_zeros((g.shape[0], n)).index_add_(1, inv, g)
+    """The columns of the contiguous ``g`` summed by group ``inv`` (``n`` groups), in
+    column order."""
+    if inv is None:
+        return g
+    out = g.new_empty((g.shape[0], n))
+    sum_columns(g.numpy(), inv.numpy(), out.numpy())
+    return out
+
+
+def _take(a: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``a[:, idx]`` of the contiguous ``a``."""
+    out = a.new_empty((a.shape[0], idx.shape[0]))
+    take_columns(a.detach().numpy(), idx.numpy(), out.numpy())
+    return out
 
 
 def _sparse_cost(n_slots: int, n_cols: int) -> float:
@@ -343,7 +417,7 @@ class _Layer:
         self.offset = 0  # of ``scores`` in the network's score array
         self.weight: torch.Tensor | None = None
         self.sparse = _FORCE_MODE == "sparse"  # else the first run() chooses
-        self.pending: Any = None  # a Future: the kill and tidy of the last pruning step
+        self.pending: _Task | None = None  # the kill and tidy of the last pruning step
 
     def _views(self, counts: np.ndarray) -> None:
         n = self.n_slots = self.n_alive
@@ -486,7 +560,7 @@ class _Layer:
         """Wait for this layer's pending kill and tidy (:meth:`Linearised.prune_to`)."""
         if self.pending is not None:
             pending, self.pending = self.pending, None
-            pending.result()
+            pending.wait()
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's output (no bias) on input ``x`` (batch 1)."""
@@ -538,7 +612,7 @@ class _Conv(torch.autograd.Function):
         work = w2.numel() * u.shape[1] // 8  # ~ multiply-adds per slot-kernel step
         _run_parts([partial(_mm, w2[a:b], u, y[a:b]) for a, b in _cut(y.shape[0], work)])
         if inv is not None:
-            y = y.index_select(1, inv)
+            y = _take(y, inv)
         return y.reshape(1, w.shape[0], *layer.out_size(ctx.size))
 
     @staticmethod
@@ -548,31 +622,16 @@ class _Conv(torch.autograd.Function):
         g = grad.reshape(w2.shape[0], -1).contiguous()
         inv = ctx.inv
 
-        def scores() -> None:  # off the critical path
-            gs = _group_sum(g, inv, u.shape[1])
-            if u.shape[1] <= _DOT_COLS:  # each score as one dot product over the columns
-                net = layer.owner
-                row_scores(
-                    layer.rowptr,
-                    layer.rowmap,
-                    layer.ucol,
-                    u.detach().numpy(),
-                    gs.numpy(),
-                    layer.base,
-                    layer.sec,
-                    net.absolute,
-                    net.sec,
-                    layer.scores,
-                )
-                layer.scored = True
-            else:  # the weight gradient as a product, then a gather
-                layer.owner.gather(layer, _mm(gs, u.T).reshape(-1).numpy())
-
-        layer.owner.defer(scores)
+        gs = _group_sum(g, inv, u.shape[1])
+        if u.shape[1] <= _DOT_COLS:  # each score as one dot product over the columns
+            layer.owner.score_rows(layer, layer.rowmap, layer.ucol, u.detach(), gs)
+        else:  # the weight gradient as a product, then a gather (off the critical path)
+            gw = partial(_mm, gs, u.T)
+            layer.owner.defer(lambda: layer.owner.gather(layer, gw().reshape(-1).numpy()))
         if not ctx.needs_input_grad[0]:
             return None, None, None
         gcols = _distinct_columns(g)
-        gd = g if gcols is None else g.index_select(1, gcols[0])
+        gd = g if gcols is None else _take(g, gcols[0])
         k, table = layer.n_k, layer.fold_table(gcols, ctx.size)
 
         def part(a: int, b: int) -> torch.Tensor:  # input channels a..b: fold their columns
@@ -630,7 +689,7 @@ class _Sparse(torch.autograd.Function):
         ctx.save_for_backward(u)
         ctx.layer, ctx.size, ctx.inv = layer, tuple(x.shape[2:]), inv
         if inv is not None:
-            y = y.index_select(1, inv)
+            y = _take(y, inv)
         shape = (1, layer.n_out, *layer.out_size(ctx.size)) if layer.is_conv else (1, layer.n_out)
         return y.reshape(shape)
 
@@ -642,28 +701,11 @@ class _Sparse(torch.autograd.Function):
         g = grad.reshape(layer.n_out, -1).contiguous()
         inv = ctx.inv
 
-        def scores() -> None:  # off the critical path
-            gs = _group_sum(g, inv, u.shape[1]).numpy()
-            rows = np.arange(layer.n_out)
-            row_scores(
-                layer.rowptr,
-                rows,
-                layer.col,
-                u.numpy(),
-                gs,
-                layer.base,
-                layer.sec,
-                net.absolute,
-                net.sec,
-                layer.scores,
-            )
-            layer.scored = True
-
-        net.defer(scores)
+        net.score_rows(layer, np.arange(layer.n_out), layer.col, u, _group_sum(g, inv, u.shape[1]))
         if not ctx.needs_input_grad[0]:
             return None, None, None
         gcols = _distinct_columns(g)
-        gd = (g if gcols is None else g.index_select(1, gcols[0])).numpy()
+        gd = (g if gcols is None else _take(g, gcols[0])).numpy()
         table = layer.fold_table(gcols, ctx.size)
 
         def part(r0: int, r1: int) -> torch.Tensor:
@@ -808,8 +850,7 @@ class Linearised:
         the input gradients carry on down the network."""
         for layer in self.layers:
             layer.scored = False
-        self._tasks: collections.deque[Callable[[], None]] = collections.deque()
-        self._pending: list[Any] = []
+        self._pending: list[_Task] = []
         with _one_thread():
             try:
                 out = self.net(self.x).sum()
@@ -819,10 +860,9 @@ class Linearised:
                         layer.weight.grad = None
                 if out.requires_grad:  # else no alive weight reaches the output: all grads zero
                     out.backward()
-                _run_parts([self._drain] * _PARTS)  # what the scorer has not done yet
             finally:
-                for future in self._pending:
-                    future.result()
+                for task in self._pending:  # those the helper has not begun run here
+                    task.wait()
         for layer in self.layers:
             if layer.scored:
                 continue
@@ -835,25 +875,43 @@ class Linearised:
         return self.scores[: self.slot_off[-1]]
 
     def defer(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the scorer thread when this pass may use several threads (the
+        """Run ``fn`` in the background when this pass may use several threads (the
         end of :meth:`backward` waits for it), else now. Deferred work writes its
         own layer's scores only, so the order does not matter."""
-        if _DEFER and getattr(_state, "workers", 1) > 1:
-            self._tasks.append(fn)
-            self._pending.append(_executors()[1].submit(self._drain, 1))
-        else:
-            fn()
+        task = _background(fn)
+        if task is not None:
+            self._pending.append(task)
 
-    def _drain(self, n: int = -1) -> None:
-        """Run up to ``n`` (all if negative) of the deferred tasks not yet taken."""
-        with torch.no_grad():  # grad mode is per thread
-            while n != 0:
-                try:
-                    fn = self._tasks.popleft()
-                except IndexError:
-                    return
-                fn()
-                n -= 1
+    def score_rows(
+        self,
+        layer: _Layer,
+        rowmap: np.ndarray,
+        cols: np.ndarray,
+        u: torch.Tensor,
+        g: torch.Tensor,
+    ) -> None:
+        """Defer the scores of ``layer`` as dot products of the output gradient rows
+        ``g[rowmap[r]]`` with the unfolded columns ``u[cols[s]]`` (:func:`row_scores`;
+        one task: cutting it into pieces of 2^16 slots was slower)."""
+        un, gn, rowptr = u.numpy(), g.numpy(), layer.rowptr
+        self.defer(
+            partial(
+                row_scores,
+                rowptr,
+                rowmap,
+                cols,
+                un,
+                gn,
+                layer.base,
+                layer.sec,
+                self.absolute,
+                self.sec,
+                layer.scores,
+                0,
+                rowptr.size - 1,
+            )
+        )
+        layer.scored = True
 
     def gather(self, layer: _Layer, g: np.ndarray) -> None:
         """A dense layer's scores from its compacted weight gradient ``g``."""
@@ -975,14 +1033,11 @@ class Linearised:
                 np.concatenate([a[q, : got[q]] for q in range(_PARTS)]) for a in (vals, secs, slots)
             )
             self.scores[_winners(vals, secs, slots, need)] = np.inf  # above every bin
-        # Each layer's kill and tidy run on the scorer thread, in layer order, while
-        # the next forward starts: a layer waits for its own (``_Layer.ready``).
-        background = _DEFER and torch.get_num_threads() > 1
-        for layer in self.layers:
-            if background:
-                layer.pending = _executors()[1].submit(_kill_tidy, layer, shift, prefix)
-            else:
-                _kill_tidy(layer, shift, prefix)
+        # Each layer's kill and tidy run in the background, in layer order, while the
+        # next forward starts: a layer waits for its own (``_Layer.ready``).
+        with _one_thread():
+            for layer in self.layers:
+                layer.pending = _background(partial(_kill_tidy, layer, shift, prefix))
         self.n_alive, self._stale = k, True
 
     def kept(self) -> np.ndarray:
