@@ -860,8 +860,10 @@ class Linearised:
                         layer.weight.grad = None
                 if out.requires_grad:  # else no alive weight reaches the output: all grads zero
                     out.backward()
-            finally:
-                for task in self._pending:  # those the helper has not begun run here
+            finally:  # from the end, the tasks the helper has not begun run here
+                for task in reversed(self._pending):
+                    task.run()
+                for task in self._pending:
                     task.wait()
         for layer in self.layers:
             if layer.scored:
@@ -1033,10 +1035,11 @@ class Linearised:
                 np.concatenate([a[q, : got[q]] for q in range(_PARTS)]) for a in (vals, secs, slots)
             )
             self.scores[_winners(vals, secs, slots, need)] = np.inf  # above every bin
-        # Each layer's kill and tidy run in the background, in layer order, while the
-        # next forward starts: a layer waits for its own (``_Layer.ready``).
+        # Each layer's kill and tidy run in the background while the next forward
+        # starts: the helper takes them from the last layer, and the forward runs
+        # those of the first layers itself (``_Layer.ready``) unless already begun.
         with _one_thread():
-            for layer in self.layers:
+            for layer in reversed(self.layers):
                 layer.pending = _background(partial(_kill_tidy, layer, shift, prefix))
         self.n_alive, self._stale = k, True
 
