@@ -2,9 +2,11 @@
 
 * ``network``: ``pathnet.select.select("synflow_l2", model, 0.01)``, the default
   backend: the published algorithm, exactly, on the network as torch runs it
-  (float64; each layer dense, as channel-compacted torch products, or sparse, as
-  numba kernels over its alive elements, whichever is estimated cheaper; each
-  layer's work cut into two fixed parts run on up to two threads; radix top-k);
+  (float64; each layer dense, as channel-compacted products by numpy's BLAS over
+  the distinct columns of its unfolded input, or sparse, as numba kernels over its
+  alive elements, whichever is estimated cheaper; products and kernels cut into two
+  fixed parts, scores and compaction in the background, on the caller and one
+  helper thread; radix top-k);
 * ``graph``: the same call with ``backend="graph"``: sweeps on the DAG in float64
   log space, a fast approximation (zero padding ignored);
 * ``official-style``: the loop of the SynFlow/PHEW authors' code: a float32 deep
@@ -192,7 +194,9 @@ def notes(rows: list[dict]) -> str:
         "rounding of the count) and works in float32. Both use THREADS threads (the "
         "network backend cuts each layer's work into two fixed parts, so its masks do "
         "not depend on the thread count). Timings on a shared machine vary by about "
-        "10% between runs: see load_average_1m in the header."
+        "10% between runs (the official-style loop alone took 18-27 s in separate runs on "
+        "the project's 2-core machine), so the ratio moves with them: see "
+        "load_average_1m in the header."
     )
 
 

@@ -4,12 +4,14 @@ Each prunable layer keeps its alive weight elements as parallel slot arrays in
 ascending torch order: output channel ``j``, column ``col = i * n_k + k`` of the
 flattened weight, forward weight ``base`` (``-1``: dead) and secondary key
 ``sec``. The kernels build these arrays, map them into a channel-compacted dense
-weight (dense mode), run a layer over them as CSR rows (sparse mode: forward,
-scores, input gradient, each on a range of rows), gather and finish the scores,
-count them by the top 16 bits of their float64 patterns, and kill and compact
-the slots. Every kernel is a sequential pass over the range it is given; the
-callers cut the work at fixed places, so results do not depend on the thread
-count.
+weight (dense mode), group a convolution's output positions by the input columns
+their taps read and fold gradients from the distinct columns, run a layer over
+the slots as CSR rows (sparse mode: forward and input gradient on a range of
+rows), compute finished scores as one dot product per slot (both modes) or
+gather them from a weight gradient, count them by the top 16 bits of their
+float64 patterns, and kill and compact the slots. Every kernel is a sequential
+pass over the range it is given; the callers cut the work at fixed places, so
+results do not depend on the thread count.
 """
 
 from __future__ import annotations

@@ -4,28 +4,38 @@ SynFlow, SynFlow-L2 and the path-kernel trace all work on the same object: a
 float64 copy of the model in eval mode where every floating-point entry of the
 state dict is replaced by ``|x|`` (``p=1``) or ``x**2`` (``p=2``), fed an all-ones
 input of batch 1, with ``R = sum(output)``. :class:`Linearised` builds that copy
-and swaps each prunable Linear / Conv2d for a layer that computes with its
-*alive* weight elements only. torch runs everything else (padding, pooling,
-strides, BatchNorm in eval mode, residual additions, activations) and autograd
-carries the gradients between layers, so the computation is the one plain
-autograd does on the masked network.
+(without copying the prunable weights) and swaps each prunable Linear / Conv2d
+for a layer that computes with its *alive* weight elements only. torch runs
+everything else (padding, pooling, strides, BatchNorm in eval mode, residual
+additions, activations) and autograd carries the gradients between layers, so
+the computation is the one plain autograd does on the masked network.
+
+**Distinct columns.** On an all-ones input the activations of a convolutional
+net repeat away from the borders: a convolution's output positions whose kernel
+taps all read equal input columns (compared bit for bit, after a 64-bit hash)
+or padding form one group, and the products need one column per group (VGG16:
+25 of 1024 positions at 32x32, 25 and 53 of 256 at 16x16). The output gradient's
+columns are deduplicated the same way for the input gradient (257 of 1024 at
+32x32, behind the max-pool), and the fold is written directly from them.
 
 Each layer runs in one of two modes, whichever is estimated cheaper (a cost
 model measured on VGG16's layer shapes; once sparse, a layer stays sparse):
 
 * **dense**: a *channel-compacted* dense weight (input channels that no alive
   element reads and output channels that no alive element writes are dropped:
-  they contribute exactly zero), the convolution as ``W @ unfold(x)``, its
-  backward as ``G @ unfold(x)^T`` and ``fold((G^T @ W)^T)`` (torch float64
-  products); numba gathers the alive elements' scores from the weight gradient.
-  Pruned elements are zeroed in the weight at once; the weight is rebuilt, with
-  the channels compacted again, when the dead slots are dropped.
+  they contribute exactly zero), the convolution as ``W @ U`` over the distinct
+  columns ``U``, the input gradient as the fold of ``(G^T @ W)^T`` (float64
+  products by numpy's BLAS, one thread per part: two to three times faster than
+  torch's float64 ``mm`` for these skinny shapes on the AMD EPYC we measured); the
+  scores as one dot product per alive element (at most ``_DOT_COLS`` columns) or
+  by a gather from the weight gradient ``G @ U^T``. Pruned elements are zeroed in
+  the weight at once; the weight is rebuilt, with the channels compacted again,
+  when the dead slots are dropped.
 * **sparse**: the alive elements as CSR rows over the output channels, and three
   numba kernels (:mod:`pathnet._kernels.linconv`): the forward, the scores
-  ``g[j] . unfold(x)[col]`` and the input gradient, each touching alive elements
-  only. VGG16's 2x2 layers start sparse, its 4x4 ones within the first steps; the
-  larger maps turn sparse as
-  pruning thins them.
+  ``g[j] . U[col]`` and the input gradient, each touching alive elements only.
+  VGG16's 2x2 layers start sparse, its 4x4 ones within the first steps; the larger
+  maps turn sparse as pruning thins them.
 
 The alive elements of every layer are parallel slot arrays (output channel,
 column, forward weight, secondary key); pruned slots are marked dead and dropped
@@ -33,13 +43,16 @@ once fewer than ``_COMPACT_AT`` of a layer's slots are alive. The top-k is a
 radix selection on the float64 bit patterns of the scores (exact, ties broken by
 the secondary key and the global index).
 
-**Threads.** Each layer's work (its products, kernels, unfold and fold, the
-score gather and the pruning passes) is cut into up to ``_PARTS`` (two) fixed
-parts, at places that depend on the sizes only; the parts run on separate
-threads when the caller's ``torch.get_num_threads()`` is at least two, each on
-one torch thread, and are combined in a fixed order. The masks and traces are
-therefore the same on any thread count (tested on one and two threads with every
-product cut).
+**Threads.** When the caller's ``torch.get_num_threads()`` is at least two, one
+helper thread works beside the caller: each layer's products and kernels are cut
+into up to ``_PARTS`` (two) fixed parts, at places that depend on the sizes only,
+and the caller offers all but the first to the helper (running any the helper has
+not begun itself); the scores of each layer and the compaction after each pruning
+step run in the background on the helper, off the critical path (the forward and
+the input gradients), and are waited for where needed. Every part and task
+computes the same numbers whichever thread runs it, on one torch and one BLAS
+thread, so the masks and traces are the same on any thread count (tested on one
+and two threads with every product cut).
 
 Numbers are float64 throughout. The compacted products and the kernels add the
 same nonzero terms as the full convolution, in another order, so results equal
@@ -246,11 +259,11 @@ def _blas() -> Any:
 
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
-    """Run torch on one thread per part: each layer's matrix products and kernels
-    are cut into ``_PARTS`` fixed parts that run on separate threads when the
-    caller's torch allows several (``torch.get_num_threads()``), each part on one
-    torch thread, so the float64 results do not depend on the caller's thread
-    count."""
+    """Run torch and numpy's BLAS on one thread per part: each layer's matrix
+    products and kernels are cut into ``_PARTS`` fixed parts that run on the caller
+    and the helper thread when the caller's torch allows several
+    (``torch.get_num_threads()``), each part on one thread, so the float64 results
+    do not depend on the caller's thread count."""
     if getattr(_state, "inside", False):  # nested: the outer context holds the settings
         yield
         return
@@ -265,7 +278,7 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-_DEFER = True  # score off the critical path on the scorer thread
+_DEFER = True  # scores and compaction in the background on the helper thread
 _MIN_PART = 1 << 18  # less work than this many elements (or slots) is not cut
 
 
@@ -588,18 +601,15 @@ class _Layer:
 
 
 class _Conv(torch.autograd.Function):
-    """A batch-1 convolution as ``W @ unfold(x)`` (compacted ``W``), each product cut
-    into fixed parts (:func:`_cut`, by its size), over the distinct columns of
-    ``unfold(x)`` only (:func:`_distinct_columns`; on an all-ones input most
-    columns of a large map repeat away from its borders).
+    """A batch-1 convolution as ``W @ U`` (compacted ``W``; ``U`` the distinct
+    columns of ``unfold(x)``, :meth:`_Layer.columns`), each product cut into fixed
+    parts (:func:`_cut`, by its size).
 
-    The backward computes the weight gradient as ``G1 @ U1^T`` (``U1`` the distinct
-    columns, ``G1`` the output gradient summed over the columns each stands for;
-    cut by output channels) and the input gradient as ``fold((G2^T @ W)^T)``
-    expanded from the distinct columns ``G2`` of the output gradient (cut by input
-    channels, each part folding its own columns; reads ``W`` in its memory order:
-    about twice as fast as torch's float64 convolution backward on VGG16's
-    512-channel layers).
+    The backward defers the scores (:meth:`Linearised.score_rows`, or the weight
+    gradient ``G1 @ U^T`` and a gather, ``G1`` the output gradient summed over the
+    positions each column stands for) and computes the input gradient as the fold
+    of ``(G2^T @ W)^T`` from the distinct columns ``G2`` of the output gradient (cut
+    by input channels; reads ``W`` in its memory order).
     """
 
     @staticmethod

@@ -39,16 +39,17 @@ statistics) is replaced by its absolute value (by its square for the "phew"
 variant), an all-ones input of shape ``(1, *input_shape)``, ``R = sum(output)``,
 one forward and backward pass per step, scores compared as float64 numbers.
 Each Linear / Conv2d of the copy is swapped for a layer that computes with its
-alive weight elements only, dense (channel-compacted torch products) or sparse
-(numba kernels over the alive elements), each layer's work cut into two fixed
-parts that run on two threads when torch has two, with the same result on any
-thread count (:mod:`pathnet.select.linearised`); a radix selection finds the
-top-k. Its masks equal the plain autograd loop's (``tests/test_synflow.py``
-compares them on zero-padded conv nets, ResNet20 and VGG16 at 10/5/2%, every
-layer dense, every layer sparse or chosen by cost; on VGG16 and ResNet20 at 1%
-with 100 steps, SynFlow and SynFlow-L2, no element differs), up to ties closer
-than float64 rounding (none seen). Time, 100 steps to 1%, two threads, 2-core
-machine: VGG16 5.9-6.5 s (idle), ResNet20 1.8-2.0 s (beside a test run)
+alive weight elements only, dense (channel-compacted BLAS products over the
+distinct columns of its unfolded input) or sparse (numba kernels over the alive
+elements), products and kernels cut into two fixed parts, scores and compaction
+in the background, on the caller and one helper thread when torch has two, with
+the same result on any thread count (:mod:`pathnet.select.linearised`); a radix
+selection finds the top-k. Its masks equal the plain autograd loop's
+(``tests/test_synflow.py`` compares them on zero-padded conv nets, ResNet20 and
+VGG16 at 10/5/2%, every layer dense, every layer sparse or chosen by cost; on
+VGG16 and ResNet20 at 1% with 100 steps, SynFlow and SynFlow-L2, no element
+differs), up to ties closer than float64 rounding (none seen). Time, 100 steps to
+1%, two threads, 2-core machine: VGG16 4.4-4.6 s, ResNet20 2.15-2.2 s (at 5%)
 (``benchmarks/bench_synflow.py``). It needs the torch model: a :class:`LayeredDAG` alone is
 refused with a message that names ``backend="graph"``.
 
@@ -161,7 +162,7 @@ def synflow(
     backend : {"network", "graph", "autograd"}, default "network"
         ``"network"``: the published algorithm, exactly, on the network as torch
         runs it (float64, every layer over its alive weights only, dense or sparse,
-        on up to two threads with the same result on any thread count;
+        on the caller and a helper thread with the same result on any thread count;
         :mod:`pathnet.select.linearised`). ``"graph"``: sweeps
         on the channel-level DAG, a fast approximation that is exact for MLPs
         and circular padding only (see the module docstring for its error).
