@@ -49,7 +49,7 @@ selection finds the top-k. Its masks equal the plain autograd loop's
 VGG16 at 10/5/2%, every layer dense, every layer sparse or chosen by cost; on
 VGG16 and ResNet20 at 1% with 100 steps, SynFlow and SynFlow-L2, no element
 differs), up to ties closer than float64 rounding (none seen). Time, 100 steps to
-1%, two threads, 2-core machine: VGG16 4.4-4.6 s, ResNet20 2.15-2.2 s (at 5%)
+1%, two threads, 2-core machine: VGG16 4.2-4.6 s, ResNet20 2.15-2.2 s (at 5%)
 (``benchmarks/bench_synflow.py``). It needs the torch model: a :class:`LayeredDAG` alone is
 refused with a message that names ``backend="graph"``.
 
