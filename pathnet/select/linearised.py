@@ -381,7 +381,7 @@ class _Layer:
     secondary key ``sec``; dead slots have ``base = -1``), dropped once fewer than
     ``_COMPACT_AT`` of the slots are alive. In *dense* mode the
     layer also keeps a channel-compacted dense weight (``cidx``: each element's
-    index in it) and runs torch matrix products; in *sparse* mode it runs the CSR
+    index in it) and runs BLAS matrix products; in *sparse* mode it runs the CSR
     kernels of :mod:`pathnet._kernels.linconv` over the alive elements only. A
     layer turns sparse, for good, once that is estimated cheaper.
     """
@@ -425,7 +425,7 @@ class _Layer:
         self.n_cols = 0  # distinct columns of unfold(x) in the last forward (0: none yet)
         self.token = torch.zeros((), dtype=torch.float64, requires_grad=True)
         self.scored = False
-        self.owner: Any = None  # the Linearised network (its histogram and settings)
+        self.owner: Any = None  # the Linearised network (its score settings and tasks)
         self.scores = np.zeros(0)
         self.offset = 0  # of ``scores`` in the network's score array
         self.weight: torch.Tensor | None = None
@@ -525,6 +525,12 @@ class _Layer:
         )
         return parts[0][0] if len(parts) == 1 else torch.cat([t[0] for t in parts])
 
+    def geometry(self, size: tuple[int, ...]) -> np.ndarray:
+        """``(h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)`` of the convolution on an
+        input of spatial ``size``, as the grouping and fold kernels take it."""
+        k, st, pad, dil = self.kernel, self.stride, self.padding, self.dilation
+        return np.array([*size, *self.out_size(size), *k, *st, *pad, *dil], dtype=np.int64)
+
     def columns(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(u, inv)``: the distinct columns of :meth:`unfold` ``(x)`` and the column
         of ``u`` that each output position reads (``inv``; ``None``: ``u`` is the
@@ -539,12 +545,7 @@ class _Layer:
         ids = _column_ids(x.reshape(n_i, h * w).contiguous().numpy())
         if ids is None:
             return self.unfold(x), None
-        oh, ow = self.out_size((h, w))
-        geom = np.array(
-            [h, w, oh, ow, *self.kernel, *self.stride, *self.padding, *self.dilation],
-            dtype=np.int64,
-        )
-        inv, first, idx, ok = patch_groups(ids[1], ids[0].size, geom)
+        inv, first, idx, ok = patch_groups(ids[1], ids[0].size, self.geometry((h, w)))
         if not ok or first.size > _REPEAT_SHARE * self.n_p:
             return self.unfold(x), None
         ph, pw = self.padding
@@ -561,12 +562,8 @@ class _Layer:
         columns, or ``None`` for all of them); ``None`` for a Linear layer."""
         if not self.is_conv:
             return None
-        (h, w), (oh, ow) = size, self.out_size(size)
-        geom = np.array(
-            [h, w, oh, ow, *self.kernel, *self.stride, *self.padding, *self.dilation],
-            dtype=np.int64,
-        )
-        col_of = np.arange(oh * ow, dtype=np.int64) if cols is None else cols[1].numpy()
+        geom = self.geometry(size)
+        col_of = np.arange(geom[2] * geom[3], dtype=np.int64) if cols is None else cols[1].numpy()
         return fold_table(geom, col_of)
 
     def ready(self) -> None:
@@ -677,11 +674,12 @@ def _fold(
 class _Sparse(torch.autograd.Function):
     """A batch-1 Linear or convolution over the alive elements only (CSR rows).
 
-    The forward is ``y[j] = sum base * unfold(x)[col]`` per output channel; the
-    backward writes each alive element's score (its gradient ``g[j] .
-    unfold(x)[col]``, transformed as the network asks) straight into the layer's
-    score array and accumulates the input gradient. ``token`` (a scalar that requires grad) keeps the layer in the
-    autograd graph when ``x`` does not require grad.
+    The forward is ``y[j] = sum base * U[col]`` per output channel (``U`` the
+    distinct columns of ``unfold(x)``); the backward defers each alive element's
+    score (its gradient ``g[j] . U[col]``, transformed as the network asks:
+    :meth:`Linearised.score_rows`) and accumulates the input gradient. ``token`` (a
+    scalar that requires grad) keeps the layer in the autograd graph when ``x`` does
+    not require grad.
     """
 
     @staticmethod
@@ -825,6 +823,7 @@ class Linearised:
         for layer in self.layers:
             layer.owner = self
         self.sec = score_power != 0  # scores carry the factor |w| ** score_power
+        self._pending: list[_Task] = []  # this backward's deferred tasks
         self.scores = np.zeros(sum(layer.n_alive for layer in self.layers))
         self._layout()
 
@@ -860,7 +859,7 @@ class Linearised:
         the input gradients carry on down the network."""
         for layer in self.layers:
             layer.scored = False
-        self._pending: list[_Task] = []
+        self._pending = []
         with _one_thread():
             try:
                 out = self.net(self.x).sum()
